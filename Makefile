@@ -1,0 +1,39 @@
+# The README's commands. `make test` installs what the tests need (Debian packages, Go modules)
+# before it runs them, so it works on a fresh machine.
+
+GO ?= go
+STATICCHECK = $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: test deps gotest ctest lint demo fuzz vectors bench
+
+test: deps gotest ctest
+
+deps:
+	./.ci/deps
+
+gotest:
+	$(GO) test -race -count=1 ./...
+
+ctest:
+	@if [ -f devicelib/c/Makefile ]; then $(MAKE) -C devicelib/c test; fi
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+demo:
+	$(GO) run ./gateway/cmd/fotagate demo
+
+# Regenerates protocol/testdata/vectors (deterministic; CI checks they are unchanged).
+vectors:
+	$(GO) generate ./protocol/...
+
+# Runs each fuzz target for FUZZTIME (default 30s) beyond the committed seed corpus.
+FUZZTIME ?= 30s
+fuzz:
+	@for t in $$($(GO) test -list 'Fuzz.*' ./protocol | grep ^Fuzz); do \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./protocol || exit 1; done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./protocol/...
