@@ -1,0 +1,188 @@
+package protocol_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fotagate/fotagate/protocol"
+)
+
+// cutConn closes the connection after limit bytes have been written through it.
+type cutConn struct {
+	net.Conn
+	left atomic.Int64
+}
+
+func (c *cutConn) Write(p []byte) (int, error) {
+	left := c.left.Add(-int64(len(p)))
+	if left < 0 {
+		keep := int64(len(p)) + left
+		if keep > 0 {
+			c.Conn.Write(p[:keep])
+		}
+		c.Conn.Close()
+		return int(max(keep, 0)), io.ErrClosedPipe
+	}
+	return c.Conn.Write(p)
+}
+
+// serveOnce accepts one connection on ln and runs the gateway role, optionally cutting the
+// stream after cut bytes. It returns the gateway's error on done.
+func serveOnce(t *testing.T, ln net.Listener, gc *protocol.GatewayConfig, img []byte, cut int64) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		var rw net.Conn = c
+		if cut > 0 {
+			cc := &cutConn{Conn: c}
+			cc.left.Store(cut)
+			rw = cc
+		}
+		gconn := protocol.NewGatewayConn(rw, gc)
+		m := manifestFor(img, 2)
+		_, acc, err := gconn.Handshake(lookupOne("dev-1", testPSK), func(*protocol.Hello) (*protocol.Offer, error) {
+			return &protocol.Offer{Status: protocol.StatusOffer, Manifest: m}, nil
+		})
+		if err != nil || acc.Code != protocol.CodeOK {
+			done <- err
+			return
+		}
+		rep, err := gconn.Stream(bytes.NewReader(img), make([]byte, 16<<10), nil)
+		if err == nil && rep.Code != protocol.CodeOK {
+			err = &protocol.PeerError{Code: rep.Code, Authenticated: true}
+		}
+		done <- err
+	}()
+	return done
+}
+
+// download runs the device role against addr into flash, resuming from *durable, acking
+// every 4 KiB. It verifies the digest before reporting success.
+func download(t *testing.T, addr string, maxPayload int, flash []byte, durable *uint32, boot uint32) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	cfg := deviceConfig(maxPayload)
+	cfg.BootCounter = boot
+	cfg.Rand = newSeeded(byte(boot))
+	dconn, err := protocol.NewDeviceConn(c, cfg)
+	if err != nil {
+		return err
+	}
+	offer, err := dconn.Handshake(func(*protocol.Manifest) uint32 { return *durable })
+	if err != nil {
+		return err
+	}
+	lastAck := *durable
+	for {
+		p, off, final, err := dconn.Next()
+		if err != nil {
+			return err
+		}
+		copy(flash[off:], p)
+		*durable = off + uint32(len(p))
+		if final {
+			if sha256.Sum256(flash[:offer.Manifest.Size]) != offer.Manifest.Digest {
+				dconn.Report(protocol.CodeDigestMismatch, *durable)
+				return protocol.ErrDigestMismatch
+			}
+			return dconn.Report(protocol.CodeOK, *durable)
+		}
+		if *durable-lastAck >= 4096 {
+			if err := dconn.Ack(*durable); err != nil {
+				return err
+			}
+			lastAck = *durable
+		}
+	}
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+func TestLoopbackTransferOneMiB(t *testing.T) {
+	img := randomImage(1<<20, 42)
+	for _, chunk := range []int{64, 256, 512, 1024, 4096} {
+		ln := listen(t)
+		done := serveOnce(t, ln, gatewayConfig(t, 4096), img, 0)
+		flash := make([]byte, len(img))
+		var durable uint32
+		if err := download(t, ln.Addr().String(), chunk, flash, &durable, 1); err != nil {
+			t.Fatalf("chunk %d: device: %v", chunk, err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("chunk %d: gateway: %v", chunk, err)
+		}
+		if !bytes.Equal(flash, img) {
+			t.Fatalf("chunk %d: image differs", chunk)
+		}
+	}
+}
+
+func TestLoopbackCutsResumeToIdenticalImage(t *testing.T) {
+	img := randomImage(256<<10, 43)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, chunk := range []int{64, 1024, 4096} {
+		flash := make([]byte, len(img))
+		var durable uint32
+		cuts := 0
+		for attempt := uint32(1); ; attempt++ {
+			if attempt > 20 {
+				t.Fatalf("chunk %d: not done after 20 attempts", chunk)
+			}
+			ln := listen(t)
+			cut := int64(0)
+			if attempt <= 3 { // three cuts at random points of what is left, then finish
+				cut = 200 + rng.Int64N(int64(len(img))-int64(durable))/2
+			}
+			done := serveOnce(t, ln, gatewayConfig(t, 4096), img, cut)
+			before := durable
+			err := download(t, ln.Addr().String(), chunk, flash, &durable, attempt)
+			gerr := <-done
+			if err == nil {
+				if gerr != nil {
+					t.Fatalf("gateway: %v", gerr)
+				}
+				break
+			}
+			if !errors.Is(err, protocol.ErrTruncated) && !errors.Is(err, io.EOF) && !isNetErr(err) {
+				t.Fatalf("chunk %d attempt %d: unexpected device error %v", chunk, attempt, err)
+			}
+			if durable < before {
+				t.Fatalf("durable offset went back from %d to %d", before, durable)
+			}
+			cuts++
+		}
+		if cuts != 3 || !bytes.Equal(flash, img) {
+			t.Fatalf("chunk %d: %d cuts, image equal %v", chunk, cuts, bytes.Equal(flash, img))
+		}
+	}
+}
+
+func isNetErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne)
+}
