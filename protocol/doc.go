@@ -6,3 +6,5 @@
 // drive both roles through it. The message codecs and the handshake state machines do no I/O;
 // conn.go runs them over any io.ReadWriter.
 package protocol
+
+//go:generate go test -run TestVectorsAreGenerated -update .

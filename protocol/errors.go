@@ -116,3 +116,47 @@ func (e *PeerError) Error() string {
 
 // Unwrap lets errors.Is(err, ErrRollback) match a peer's rollback report.
 func (e *PeerError) Unwrap() error { return codeErrors[e.Code] }
+
+// Reason is the stable snake_case name of the sentinel error err wraps, for logs, metric
+// labels and the test vectors' expected errors; "other" when it wraps none.
+func Reason(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	var pe *PeerError
+	if errors.As(err, &pe) {
+		return CodeName(pe.Code)
+	}
+	for _, r := range reasons {
+		if errors.Is(err, r.err) {
+			return r.name
+		}
+	}
+	return "other"
+}
+
+var reasons = []struct {
+	err  error
+	name string
+}{
+	{ErrFrameTooLarge, "frame_too_large"},
+	{ErrUnexpectedMessage, "unexpected_message"},
+	{ErrBadRecord, "bad_record"},
+	{ErrTruncated, "truncated"},
+	{ErrCounterExhausted, "counter_exhausted"},
+	{ErrMalformed, "malformed"},
+	{ErrAuthFailed, "auth_failed"},
+	{ErrUnsupportedVersion, "unsupported_version"},
+	{ErrUnsupportedSuite, "unsupported_suite"},
+	{ErrRollback, "rollback"},
+	{ErrWrongClass, "wrong_class"},
+	{ErrTooLarge, "too_large"},
+	{ErrBadChunk, "bad_chunk"},
+	{ErrBadSignature, "bad_signature"},
+	{ErrDigestMismatch, "digest_mismatch"},
+	{ErrBusy, "busy"},
+	{ErrUnavailable, "unavailable"},
+	{ErrTimeout, "timeout"},
+	{ErrFlash, "flash_error"},
+	{ErrDeclined, "declined"},
+}
