@@ -97,7 +97,7 @@ const (
 const FlagSigned = 0x01
 
 // MaxCounter is the last record counter a direction may use. 32-bit devices keep counters in
-// a uint32; a session that would need more ends with ErrCounterExhausted (PROTOCOL.md 5.1).
+// a uint32; a session that would need more ends with ErrCounterExhausted (PROTOCOL.md 5.3).
 const MaxCounter = 1<<32 - 1
 
 // Codes carried by Accept, Report, Alert and Reject (PROTOCOL.md 6). Zero is success.

@@ -12,7 +12,7 @@ import (
 
 // KeyLookup returns the PSK provisioned for a device ID. Unknown devices return ok == false;
 // the handshake then runs the same code with a dummy key, so a peer cannot tell an unknown
-// device from a wrong key (PROTOCOL.md 9.3).
+// device from a wrong key (PROTOCOL.md 11.3).
 type KeyLookup func(deviceID string) (psk [KeySize]byte, ok bool)
 
 // GatewayConfig is the gateway role's configuration.
