@@ -1,0 +1,438 @@
+// Package server is the gateway's device server: it accepts TCP connections from devices,
+// runs the gateway role of the device protocol (protocol/) on each, offers what the catalog
+// holds for the device's class and streams it from the cache. It sits at the end of the
+// gateway's flow (upstream -> manifest -> cache -> catalog -> server) and records what each
+// device reports through an injected Recorder.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+
+	"github.com/fotagate/fotagate/protocol"
+)
+
+// Config holds the server's limits. Zero fields take the defaults of DefaultConfig.
+type Config struct {
+	GatewayID        string
+	MaxPayload       int           // largest chunk sent, 64..4096
+	MaxSessions      int           // concurrent sessions; more are answered "busy"
+	HandshakeTimeout time.Duration // from accept to a verified Accept
+	IdleTimeout      time.Duration // longest wait for any read or write while streaming
+	WriteBuffer      int           // bytes of frames packed into one write
+	FailRate         rate.Limit    // failed handshakes per second allowed per source address
+	FailBurst        int
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		GatewayID:        "fotagate",
+		MaxPayload:       protocol.MaxPayload,
+		MaxSessions:      10000,
+		HandshakeTimeout: 10 * time.Second,
+		IdleTimeout:      30 * time.Second,
+		WriteBuffer:      16 << 10,
+		FailRate:         1,
+		FailBurst:        10,
+	}
+}
+
+func (c *Config) fill() {
+	d := DefaultConfig()
+	if c.GatewayID == "" {
+		c.GatewayID = d.GatewayID
+	}
+	if c.MaxPayload == 0 {
+		c.MaxPayload = d.MaxPayload
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = d.MaxSessions
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = d.HandshakeTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = d.IdleTimeout
+	}
+	if c.WriteBuffer == 0 {
+		c.WriteBuffer = d.WriteBuffer
+	}
+	if c.FailRate == 0 {
+		c.FailRate, c.FailBurst = d.FailRate, d.FailBurst
+	}
+	c.WriteBuffer = max(c.WriteBuffer, protocol.HeaderSize+protocol.MaxPayload+protocol.TagSize)
+}
+
+// Device is what the server needs to know of a provisioned device.
+type Device struct {
+	Class string
+	PSK   [protocol.KeySize]byte
+}
+
+// Devices looks devices up by ID (gateway/registry provides it).
+type Devices interface {
+	LookupDevice(id string) (Device, bool)
+}
+
+// Image is one verified image ready to serve.
+type Image struct {
+	Seq       uint32
+	Size      uint32
+	Digest    [protocol.DigestSize]byte
+	Signature *[protocol.SignatureSize]byte // vendor signature over the image statement, if any
+	Open      func() (ImageReader, error)
+}
+
+// ImageReader reads a cached image.
+type ImageReader interface {
+	io.ReaderAt
+	io.Closer
+}
+
+// Catalog says what a device of a class running a sequence should be offered: the newest
+// image for the class when it is newer, nil when the device is up to date, or ErrRetry while
+// the gateway is still fetching.
+type Catalog interface {
+	Latest(class string, running uint32) (*Image, error)
+}
+
+// ErrRetry tells a device to come back later.
+var ErrRetry = errors.New("image not ready yet")
+
+// Recorder receives what happens to devices. Calls come from many goroutines.
+type Recorder interface {
+	Record(Event)
+}
+
+// Event is one thing that happened in a session.
+type Event struct {
+	Kind     EventKind
+	DeviceID string
+	Remote   string
+	Class    string
+	Running  uint32
+	Seq      uint32 // offered image
+	Size     uint32
+	Offset   uint32 // resumed from (Accepted), durable (Progress, Report)
+	Reason   string // refusal or failure reason (protocol.Reason)
+	Err      error
+	Duration time.Duration
+}
+
+// EventKind says what an Event reports.
+type EventKind int
+
+const (
+	EventHandshakeFailed EventKind = iota
+	EventUpToDate
+	EventRefused  // the device refused the offer (rollback, class, signature...)
+	EventAccepted // streaming starts at Offset
+	EventProgress // an Ack
+	EventReport   // the device's verification result: Reason "ok" or its failure
+	EventFailed   // the session broke off
+)
+
+func (k EventKind) String() string {
+	return [...]string{"handshake_failed", "up_to_date", "refused", "accepted", "progress", "report", "failed"}[k]
+}
+
+// Server serves devices.
+type Server struct {
+	cfg     Config
+	gwcfg   *protocol.GatewayConfig
+	devices Devices
+	catalog Catalog
+	rec     Recorder
+	log     *zap.Logger
+	bufs    sync.Pool
+	sem     chan struct{}
+
+	mu       sync.Mutex
+	limiters map[string]*rate.Limiter
+	conns    map[net.Conn]struct{}
+	lns      []net.Listener
+	closing  bool
+	wg       sync.WaitGroup
+}
+
+// New builds a server. rec may be nil.
+func New(cfg Config, devices Devices, catalog Catalog, rec Recorder, log *zap.Logger) (*Server, error) {
+	cfg.fill()
+	gw, err := protocol.NewGatewayConfig(cfg.GatewayID, cfg.MaxPayload, nil)
+	if err != nil {
+		return nil, fmt.Errorf("server config: %w", err)
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Server{
+		cfg: cfg, gwcfg: gw, devices: devices, catalog: catalog, rec: rec, log: log,
+		sem:      make(chan struct{}, cfg.MaxSessions),
+		limiters: map[string]*rate.Limiter{},
+		conns:    map[net.Conn]struct{}{},
+	}
+	s.bufs.New = func() any { b := make([]byte, cfg.WriteBuffer); return &b }
+	return s, nil
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.lns = append(s.lns, ln)
+	s.mu.Unlock()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		if !s.track(c) {
+			c.Close()
+			return nil
+		}
+		go s.handle(c)
+	}
+}
+
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// Shutdown stops accepting, lets running sessions finish until ctx ends, then cuts the
+// rest; a cut device resumes from its durable offset with the next gateway.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for _, ln := range s.lns {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+func (s *Server) record(e Event) {
+	if s.rec != nil {
+		s.rec.Record(e)
+	}
+}
+
+func host(addr net.Addr) string {
+	h, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	return h
+}
+
+// limiter returns the failed-handshake limiter of a source address.
+func (s *Server) limiter(src string) *rate.Limiter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.limiters[src]
+	if !ok {
+		if len(s.limiters) > 100000 { // bounded memory under a spray of sources
+			clear(s.limiters)
+		}
+		l = rate.NewLimiter(s.cfg.FailRate, s.cfg.FailBurst)
+		s.limiters[src] = l
+	}
+	return l
+}
+
+func (s *Server) handle(c net.Conn) {
+	defer s.untrack(c)
+	defer c.Close()
+	start := time.Now()
+	remote := c.RemoteAddr().String()
+	src := host(c.RemoteAddr())
+	lim := s.limiter(src)
+	// A source that keeps failing handshakes is refused before any crypto work.
+	if lim.Tokens() < 1 {
+		c.Write(protocol.AppendReject(nil, protocol.CodeBusy)) //nolint:errcheck // best effort
+		s.log.Warn("handshake refused: too many failures from source", zap.String("remote", remote))
+		s.record(Event{Kind: EventHandshakeFailed, Remote: remote, Reason: "rate_limited"})
+		return
+	}
+	select {
+	case s.sem <- struct{}{}:
+		defer func() { <-s.sem }()
+	default:
+		c.Write(protocol.AppendReject(nil, protocol.CodeBusy)) //nolint:errcheck // best effort
+		s.log.Warn("session refused: at the session cap", zap.Int("max_sessions", s.cfg.MaxSessions))
+		s.record(Event{Kind: EventHandshakeFailed, Remote: remote, Reason: "busy"})
+		return
+	}
+	c.SetDeadline(start.Add(s.cfg.HandshakeTimeout)) //nolint:errcheck // a failed deadline shows as a read error
+
+	var dev Device
+	var img *Image
+	lookup := func(id string) ([protocol.KeySize]byte, bool) {
+		d, ok := s.devices.LookupDevice(id)
+		dev = d
+		return d.PSK, ok
+	}
+	offerFor := func(h *protocol.Hello) (*protocol.Offer, error) {
+		i, err := s.catalog.Latest(dev.Class, h.Running)
+		switch {
+		case errors.Is(err, ErrRetry):
+			return &protocol.Offer{Status: protocol.StatusRetry, RetryAfter: 30}, nil
+		case err != nil:
+			return nil, err
+		case i == nil || i.Seq <= h.Running:
+			return &protocol.Offer{Status: protocol.StatusUpToDate}, nil
+		}
+		img = i
+		m := &protocol.Manifest{Seq: i.Seq, Size: i.Size, Class: dev.Class, Digest: i.Digest}
+		if i.Signature != nil {
+			m.Signed, m.Signature = true, *i.Signature
+		}
+		return &protocol.Offer{Status: protocol.StatusOffer, Manifest: m}, nil
+	}
+	idle := &idleConn{Conn: c, idle: s.cfg.IdleTimeout}
+	gc := protocol.NewGatewayConn(idle, s.gwcfg)
+	hello, accept, err := gc.Handshake(lookup, offerFor)
+	ev := Event{Remote: remote, Class: dev.Class}
+	if hello != nil {
+		ev.DeviceID, ev.Running = hello.DeviceID, hello.Running
+	}
+	log := s.log.With(zap.String("device", ev.DeviceID), zap.String("remote", remote))
+	if err != nil {
+		ev.Reason, ev.Err = protocol.Reason(err), err
+		var pe *protocol.PeerError
+		if accept != nil && errors.As(err, &pe) { // authenticated refusal of our offer
+			ev.Kind = EventRefused
+			if img != nil {
+				ev.Seq = img.Seq
+			}
+			log.Warn("device refused the offer", zap.String("reason", ev.Reason))
+		} else {
+			ev.Kind = EventHandshakeFailed
+			lim.Allow() // spend a token: failures are what we rate-limit
+			log.Warn("handshake failed", zap.String("reason", ev.Reason), zap.Error(err))
+		}
+		s.record(ev)
+		return
+	}
+	sess := gc.Session()
+	if sess == nil {
+		ev.Kind = EventUpToDate
+		log.Debug("device up to date", zap.Uint32("running", hello.Running))
+		s.record(ev)
+		return
+	}
+	ev.Seq, ev.Size, ev.Offset = img.Seq, img.Size, accept.Offset
+	ev.Kind = EventAccepted
+	s.record(ev)
+	log.Info("streaming", zap.Uint32("seq", img.Seq), zap.Uint32("from", accept.Offset), zap.Uint32("size", img.Size), zap.Uint16("chunk", sess.Manifest().Chunk))
+
+	r, err := img.Open()
+	if err != nil {
+		out, _ := sess.AppendAlert(nil, protocol.CodeUnavailable)
+		c.Write(out) //nolint:errcheck // best effort before closing
+		ev.Kind, ev.Reason, ev.Err = EventFailed, "unavailable", err
+		log.Error("image unavailable", zap.Error(err))
+		s.record(ev)
+		return
+	}
+	defer r.Close()
+	bufp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bufp)
+	idle.streaming.Store(true)
+	idle.extend()
+	rep, err := gc.Stream(r, (*bufp)[:0], func(m protocol.DeviceMessage) {
+		s.record(Event{Kind: EventProgress, DeviceID: ev.DeviceID, Remote: remote, Class: dev.Class, Seq: img.Seq, Size: img.Size, Offset: m.Offset})
+	})
+	ev.Duration = time.Since(start)
+	if err != nil {
+		ev.Kind, ev.Reason, ev.Err, ev.Offset = EventFailed, protocol.Reason(err), err, sess.Acked()
+		log.Warn("transfer ended early", zap.String("reason", ev.Reason), zap.Uint32("durable", ev.Offset), zap.Error(err))
+		s.record(ev)
+		return
+	}
+	ev.Kind, ev.Offset, ev.Reason = EventReport, rep.Offset, protocol.CodeName(rep.Code)
+	if rep.Code == protocol.CodeOK {
+		log.Info("device verified the image", zap.Uint32("seq", img.Seq), zap.Duration("took", ev.Duration))
+	} else {
+		log.Warn("device rejected the image", zap.String("reason", ev.Reason))
+	}
+	s.record(ev)
+}
+
+// idleConn, once streaming, pushes the deadline forward on every read and write, so a
+// stalled peer is cut after the idle timeout while a slow but moving one is not. During the
+// handshake the fixed handshake deadline holds.
+type idleConn struct {
+	net.Conn
+	idle      time.Duration
+	streaming atomic.Bool
+}
+
+func (c *idleConn) extend() {
+	if c.streaming.Load() {
+		c.Conn.SetDeadline(time.Now().Add(c.idle)) //nolint:errcheck // shows as an I/O error
+	}
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.extend()
+	}
+	return n, err
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	c.extend()
+	return c.Conn.Write(p)
+}
