@@ -38,3 +38,16 @@ func TestWireBudgets(t *testing.T) {
 		t.Fatalf("frame buffer for 64-byte chunks: %d, spec says 177", got)
 	}
 }
+
+func TestNamesCannotBeDotsOrEmpty(t *testing.T) {
+	for _, bad := range []string{"", ".", "..", "-x", "_x", ".hidden", "a/b", "a b", strings.Repeat("a", 17)} {
+		if protocol.CheckClass(bad) == nil || protocol.CheckDeviceID(bad) == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	for _, good := range []string{"a", "esp8266-4m", "Boiler_17.b", strings.Repeat("a", 16)} {
+		if err := protocol.CheckClass(good); err != nil {
+			t.Errorf("%q refused: %v", good, err)
+		}
+	}
+}
