@@ -85,7 +85,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"outcome"}),
 		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fotagate_upstream_fetches_total",
-			Help: "Fetches from the upstream, by kind (manifest, image), protocol (h2, h3, http/1.1) and result.",
+			Help: "Fetches from the upstream, by kind (manifest, signature, image), protocol (h2, h3, http/1.1) and result.",
 		}, []string{"kind", "proto", "result"}),
 		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fotagate_cache_hits_total",
@@ -192,7 +192,7 @@ func knownReasons() map[string]bool {
 	return set
 }
 
-// UpstreamFetch counts one fetch from the upstream. kind is "manifest" or "image"; proto is
+// UpstreamFetch counts one fetch from the upstream. kind is "manifest", "signature" or "image"; proto is
 // the protocol the answer came over, "h2", "h3" or "http/1.1" (upstream.Proto*); result is
 // "ok", "not_modified", "error", or the failure's class: "timeout", "status", "certificate",
 // "too_large", "truncated", "changed", "bad_response" or "closed". Any other value is
@@ -201,7 +201,7 @@ func (m *Metrics) UpstreamFetch(kind, proto, result string) {
 	if m == nil {
 		return
 	}
-	m.upstream.WithLabelValues(oneOf(kind, "manifest", "image"), oneOf(proto, "h2", "h3", "http/1.1"),
+	m.upstream.WithLabelValues(oneOf(kind, "manifest", "signature", "image"), oneOf(proto, "h2", "h3", "http/1.1"),
 		oneOf(result, "ok", "not_modified", "error", "timeout", "status", "certificate", "too_large",
 			"truncated", "changed", "bad_response", "closed")).Inc()
 }

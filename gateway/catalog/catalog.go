@@ -63,8 +63,8 @@ type Config struct {
 	Verifier  *manifest.Verifier
 	StateFile string // where accepted manifests are kept across restarts
 	Log       *zap.Logger
-	Observer  Observer        // may be nil
-	OnRefusal func(Refusal)   // may be nil
+	Observer  Observer         // may be nil
+	OnRefusal func(Refusal)    // may be nil
 	Now       func() time.Time // nil: time.Now
 }
 
@@ -209,14 +209,29 @@ func (c *Catalog) refuse(class, reason string, err error) {
 }
 
 func (c *Catalog) observe(kind, proto string, err error) {
-	if c.cfg.Observer == nil {
-		return
+	if c.cfg.Observer != nil {
+		c.cfg.Observer.UpstreamFetch(kind, proto, fetchResult(err))
 	}
-	result := "ok"
-	if err != nil {
-		result = "error"
+}
+
+// fetchResult classes an upstream error for metrics.
+func fetchResult(err error) string {
+	if err == nil {
+		return "ok"
 	}
-	c.cfg.Observer.UpstreamFetch(kind, proto, result)
+	for _, r := range []struct {
+		err  error
+		name string
+	}{
+		{upstream.ErrTimeout, "timeout"}, {upstream.ErrStatus, "status"}, {upstream.ErrCertificate, "certificate"},
+		{upstream.ErrTooLarge, "too_large"}, {upstream.ErrTruncated, "truncated"}, {upstream.ErrChanged, "changed"},
+		{upstream.ErrBadResponse, "bad_response"}, {upstream.ErrClosed, "closed"},
+	} {
+		if errors.Is(err, r.err) {
+			return r.name
+		}
+	}
+	return "error"
 }
 
 // Run polls every interval until ctx ends.
@@ -253,7 +268,13 @@ func (c *Catalog) Poll(ctx context.Context) error {
 func (c *Catalog) pollClass(ctx context.Context, cl *class) error {
 	log := c.cfg.Log.With(zap.String("class", cl.Name))
 	doc, err := c.cfg.Fetcher.FetchDoc(ctx, cl.ManifestURL, cl.etag, manifest.MaxDocSize)
-	c.observe("manifest", doc.Proto, err)
+	if err == nil && doc.NotModified {
+		if c.cfg.Observer != nil {
+			c.cfg.Observer.UpstreamFetch("manifest", doc.Proto, "not_modified")
+		}
+	} else {
+		c.observe("manifest", doc.Proto, err)
+	}
 	if err != nil {
 		log.Warn("manifest fetch failed; serving what is cached", zap.Error(err))
 		return fmt.Errorf("class %s: manifest: %w", cl.Name, err)

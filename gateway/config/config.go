@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -129,9 +130,39 @@ func AddFlags(fs *pflag.FlagSet) {
 	fs.String("ca-bundle", "", "PEM file of upstream CAs (upstream.ca_bundle)")
 }
 
+// DefaultPath is where the gateway's configuration file lives unless a flag says otherwise.
+const DefaultPath = "/etc/fotagate/fotagate.yaml"
+
+// RegistryPath is the registry file the configuration at path names (defaults filled in,
+// nothing else validated), so provisioning tools edit the file the gateway serves. An empty
+// path means the defaults; a missing DefaultPath counts as empty.
+func RegistryPath(path string) (string, error) {
+	if path == DefaultPath {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			path = ""
+		}
+	}
+	c, err := load(path, nil)
+	if err != nil {
+		return "", err
+	}
+	return c.Registry, nil
+}
+
 // Load reads defaults, then the YAML file at path (if any), then the flags the user set, and
 // validates the result.
 func Load(path string, fs *pflag.FlagSet) (*Config, error) {
+	c, err := load(path, fs)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func load(path string, fs *pflag.FlagSet) (*Config, error) {
 	k := koanf.New(".")
 	if err := k.Load(structs.Provider(Default(), "koanf"), nil); err != nil {
 		return nil, err
@@ -158,9 +189,6 @@ func Load(path string, fs *pflag.FlagSet) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	c.fillPaths()
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
 	return &c, nil
 }
 

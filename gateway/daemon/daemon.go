@@ -1,6 +1,6 @@
 // Package daemon assembles a whole gateway from its configuration: registry, upstream client,
-// cache, catalog and device server (and, in later steps, the admin API), in the order of the
-// gateway's data flow. `fotagate serve` runs it for real and `fotagate demo` runs the same
+// cache, catalog, device server, and the fleet view, metrics and admin API, in the order of
+// the gateway's data flow. `fotagate serve` runs it for real and `fotagate demo` runs the same
 // assembly against an in-process upstream, so the demo shows the product, not a model of it.
 package daemon
 
@@ -10,13 +10,17 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
+	"github.com/fotagate/fotagate/gateway/admin"
 	"github.com/fotagate/fotagate/gateway/cache"
 	"github.com/fotagate/fotagate/gateway/catalog"
 	"github.com/fotagate/fotagate/gateway/config"
@@ -35,14 +39,27 @@ type Gateway struct {
 	Upstream *upstream.Client
 	Catalog  *catalog.Catalog
 	Server   *server.Server
+	Fleet    *admin.Fleet
+	Metrics  *admin.Metrics
+	Prom     *prometheus.Registry
 	devLn    net.Listener
+	adminLn  net.Listener
+	adminSrv *http.Server
 }
 
 // Options are the parts a caller may inject; zero values build the defaults.
 type Options struct {
-	Recorder  server.Recorder       // device events (the admin fleet view); may be nil
-	Observer  catalog.Observer      // upstream and cache metrics; may be nil
+	Recorder  server.Recorder       // also receives every device event; may be nil
 	OnRefusal func(catalog.Refusal) // refused upstream releases; may be nil
+}
+
+// recorders fans device events out to several recorders.
+type recorders []server.Recorder
+
+func (rs recorders) Record(e server.Event) {
+	for _, r := range rs {
+		r.Record(e)
+	}
 }
 
 // registryDevices adapts the registry to the device server.
@@ -85,6 +102,16 @@ func New(cfg *config.Config, log *zap.Logger, opt Options) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
+	g.Prom = prometheus.NewRegistry()
+	g.Prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if g.Metrics, err = admin.NewMetrics(g.Prom); err != nil {
+		return nil, err
+	}
+	g.Fleet = admin.NewFleet(admin.FleetConfig{Metrics: g.Metrics}, log.Named("fleet"))
+	rec := server.Recorder(g.Fleet)
+	if opt.Recorder != nil {
+		rec = recorders{g.Fleet, opt.Recorder}
+	}
 	var classes []catalog.Class
 	for _, c := range cfg.Classes {
 		classes = append(classes, catalog.Class{Name: c.Name, ManifestURL: c.Manifest})
@@ -93,7 +120,7 @@ func New(cfg *config.Config, log *zap.Logger, opt Options) (*Gateway, error) {
 		Classes: classes, Fetcher: g.Upstream, Cache: g.Cache,
 		Verifier:  &manifest.Verifier{Keys: keys},
 		StateFile: filepath.Join(cfg.StateDir, "catalog.json"),
-		Log:       log.Named("catalog"), Observer: opt.Observer, OnRefusal: opt.OnRefusal,
+		Log:       log.Named("catalog"), Observer: g.Metrics, OnRefusal: opt.OnRefusal,
 	})
 	if err != nil {
 		return nil, err
@@ -103,15 +130,57 @@ func New(cfg *config.Config, log *zap.Logger, opt Options) (*Gateway, error) {
 		GatewayID: cfg.GatewayID, MaxPayload: d.MaxPayload, MaxSessions: d.MaxSessions,
 		HandshakeTimeout: d.HandshakeTimeout, IdleTimeout: d.IdleTimeout,
 		FailRate: rate.Limit(d.FailRate), FailBurst: d.FailBurst,
-	}, registryDevices{g.Registry}, g.Catalog, opt.Recorder, log.Named("devices"))
+	}, registryDevices{g.Registry}, g.Catalog, rec, log.Named("devices"))
 	if err != nil {
 		return nil, err
 	}
 	if g.devLn, err = net.Listen("tcp", d.Listen); err != nil {
 		return nil, fmt.Errorf("devices.listen: %w", err)
 	}
+	if cfg.Admin.Listen != "" {
+		if err := g.listenAdmin(log.Named("admin")); err != nil {
+			return nil, err
+		}
+	}
 	ok = true
 	return g, nil
+}
+
+func (g *Gateway) listenAdmin(log *zap.Logger) error {
+	a := g.cfg.Admin
+	var auth admin.Authenticator
+	switch {
+	case a.TokenFile != "":
+		t, err := admin.TokenFileAuth(a.TokenFile)
+		if err != nil {
+			return fmt.Errorf("admin.token_file: %w", err)
+		}
+		auth = t
+		if a.AllowAnonymous {
+			auth = admin.AnyOf(t, admin.AllowAnonymous())
+		}
+	case a.AllowAnonymous:
+		auth = admin.AllowAnonymous()
+	}
+	var err error
+	if g.adminLn, err = net.Listen("tcp", a.Listen); err != nil {
+		return fmt.Errorf("admin.listen: %w", err)
+	}
+	g.adminSrv = &http.Server{
+		Handler:           admin.Handler(g.Fleet, g.Prom, auth, log),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	return nil
+}
+
+// AdminAddr is the admin API's address; nil when it is disabled.
+func (g *Gateway) AdminAddr() net.Addr {
+	if g.adminLn == nil {
+		return nil
+	}
+	return g.adminLn.Addr()
 }
 
 // DeviceAddr is where devices connect.
@@ -130,8 +199,15 @@ func (g *Gateway) Run(ctx context.Context, grace time.Duration) error {
 		defer wg.Done()
 		g.Catalog.Run(pollCtx, g.cfg.Upstream.PollInterval)
 	}()
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- g.Server.Serve(g.devLn) }()
+	if g.adminSrv != nil {
+		go func() {
+			if err := g.adminSrv.Serve(g.adminLn); !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("admin: %w", err)
+			}
+		}()
+	}
 	g.log.Info("gateway running", zap.String("gateway_id", g.cfg.GatewayID), zap.Stringer("devices", g.DeviceAddr()),
 		zap.Int("registered_devices", g.Registry.Len()), zap.Int("classes", len(g.cfg.Classes)))
 	var err error
@@ -142,6 +218,9 @@ func (g *Gateway) Run(ctx context.Context, grace time.Duration) error {
 	stopPoll()
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	if g.adminSrv != nil {
+		g.adminSrv.Close()
+	}
 	if serr := g.Server.Shutdown(sctx); serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
 		g.log.Warn("shutdown", zap.Error(serr))
 	}
@@ -154,6 +233,9 @@ func (g *Gateway) Run(ctx context.Context, grace time.Duration) error {
 func (g *Gateway) close() {
 	if g.devLn != nil {
 		g.devLn.Close()
+	}
+	if g.adminLn != nil {
+		g.adminLn.Close()
 	}
 	if g.Upstream != nil {
 		g.Upstream.Close()

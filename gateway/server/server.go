@@ -117,6 +117,7 @@ type Recorder interface {
 // Event is one thing that happened in a session.
 type Event struct {
 	Kind     EventKind
+	Session  uint64 // unique per connection in this process
 	DeviceID string
 	Remote   string
 	Class    string
@@ -156,6 +157,7 @@ type Server struct {
 	log     *zap.Logger
 	bufs    sync.Pool
 	sem     chan struct{}
+	nextID  atomic.Uint64
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
@@ -295,13 +297,14 @@ func (s *Server) handle(c net.Conn) {
 	defer c.Close()
 	start := time.Now()
 	remote := c.RemoteAddr().String()
+	session := s.nextID.Add(1)
 	src := host(c.RemoteAddr())
 	lim := s.limiter(src)
 	// A source that keeps failing handshakes is refused before any crypto work.
 	if lim.Tokens() < 1 {
 		c.Write(protocol.AppendReject(nil, protocol.CodeBusy)) //nolint:errcheck // best effort
 		s.log.Warn("handshake refused: too many failures from source", zap.String("remote", remote))
-		s.record(Event{Kind: EventHandshakeFailed, Remote: remote, Reason: "rate_limited"})
+		s.record(Event{Kind: EventHandshakeFailed, Session: session, Remote: remote, Reason: "rate_limited"})
 		return
 	}
 	select {
@@ -310,7 +313,7 @@ func (s *Server) handle(c net.Conn) {
 	default:
 		c.Write(protocol.AppendReject(nil, protocol.CodeBusy)) //nolint:errcheck // best effort
 		s.log.Warn("session refused: at the session cap", zap.Int("max_sessions", s.cfg.MaxSessions))
-		s.record(Event{Kind: EventHandshakeFailed, Remote: remote, Reason: "busy"})
+		s.record(Event{Kind: EventHandshakeFailed, Session: session, Remote: remote, Reason: "busy"})
 		return
 	}
 	c.SetDeadline(start.Add(s.cfg.HandshakeTimeout)) //nolint:errcheck // a failed deadline shows as a read error
@@ -342,7 +345,7 @@ func (s *Server) handle(c net.Conn) {
 	idle := &idleConn{Conn: c, idle: s.cfg.IdleTimeout}
 	gc := protocol.NewGatewayConn(idle, s.gwcfg)
 	hello, accept, err := gc.Handshake(lookup, offerFor)
-	ev := Event{Remote: remote, Class: dev.Class}
+	ev := Event{Session: session, Remote: remote, Class: dev.Class}
 	if hello != nil {
 		ev.DeviceID, ev.Running = hello.DeviceID, hello.Running
 	}
@@ -391,7 +394,7 @@ func (s *Server) handle(c net.Conn) {
 	idle.streaming.Store(true)
 	idle.extend()
 	rep, err := gc.Stream(r, (*bufp)[:0], func(m protocol.DeviceMessage) {
-		s.record(Event{Kind: EventProgress, DeviceID: ev.DeviceID, Remote: remote, Class: dev.Class, Seq: img.Seq, Size: img.Size, Offset: m.Offset})
+		s.record(Event{Kind: EventProgress, Session: session, DeviceID: ev.DeviceID, Remote: remote, Class: dev.Class, Seq: img.Seq, Size: img.Size, Offset: m.Offset})
 	})
 	ev.Duration = time.Since(start)
 	if err != nil {

@@ -30,6 +30,10 @@ func newRootCmd() *cobra.Command {
 	// One constructor per command, each in its own file.
 	root.AddCommand(
 		newVersionCmd(),
+		newDemoCmd(),
+		newServeCmd(),
+		newKeygenCmd(), newPublishCmd(),
+		newKeysCmd(),
 	)
 	return root
 }

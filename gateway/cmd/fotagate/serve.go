@@ -15,22 +15,20 @@ import (
 	"github.com/fotagate/fotagate/gateway/daemon"
 )
 
-const defaultConfig = "/etc/fotagate/fotagate.yaml"
-
 func newServeCmd() *cobra.Command {
 	var path string
 	var grace time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the gateway: poll the upstream, serve devices",
-		Long: `serve runs the gateway with the configuration file (default ` + defaultConfig + `, if it
+		Long: `serve runs the gateway with the configuration file (default ` + config.DefaultPath + `, if it
 exists) and the flags given, which override the file. SIGINT or SIGTERM stop it gracefully:
 running transfers get --grace to finish and the rest resume later. SIGHUP reloads the device
 registry.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !cmd.Flags().Changed("config") {
-				if _, err := os.Stat(defaultConfig); errors.Is(err, os.ErrNotExist) {
+				if _, err := os.Stat(config.DefaultPath); errors.Is(err, os.ErrNotExist) {
 					path = ""
 				}
 			}
@@ -53,7 +51,7 @@ registry.`,
 			return g.Run(ctx, grace)
 		},
 	}
-	cmd.Flags().StringVarP(&path, "config", "c", defaultConfig, "configuration file (YAML)")
+	cmd.Flags().StringVarP(&path, "config", "c", config.DefaultPath, "configuration file (YAML)")
 	cmd.Flags().DurationVar(&grace, "grace", 30*time.Second, "time running transfers get to finish at shutdown")
 	config.AddFlags(cmd.Flags())
 	return cmd
