@@ -205,8 +205,8 @@ func (c *GatewayConn) Stream(img io.ReaderAt, wbuf []byte, onAck func(DeviceMess
 			return DeviceMessage{}, fmt.Errorf("sending data: %w", err)
 		}
 		select {
-		case r := <-done: // the device spoke early: an Alert, a bad frame or a cut
-			if r.err == nil {
+		case r := <-done: // the device spoke: its Report if the Final just went, else early
+			if r.err == nil && !s.Done() {
 				r.err = fmt.Errorf("%w: Report before the Final", ErrUnexpectedMessage)
 			}
 			return r.msg, r.err
