@@ -23,6 +23,7 @@ const (
 	OutcomeRefused      Outcome = "refused"       // the device refused the offer (rollback, class...)
 	OutcomeFailed       Outcome = "failed"        // the transfer broke off; the device resumes later
 	OutcomeUpToDate     Outcome = "up_to_date"    // there was nothing newer to offer
+	OutcomeRetry        Outcome = "retry"         // told to come back: the gateway was still fetching
 )
 
 // Device is a snapshot of one device's state. Snapshots are copies: changing one changes
@@ -187,7 +188,7 @@ func NewFleet(cfg FleetConfig, log *zap.Logger) *Fleet {
 
 // Record updates the fleet and the metrics with one event. It never blocks on subscribers.
 func (f *Fleet) Record(e server.Event) {
-	if e.Kind < server.EventHandshakeFailed || e.Kind > server.EventFailed {
+	if e.Kind < server.EventHandshakeFailed || e.Kind > server.EventRetry {
 		return // a kind this package does not know yet
 	}
 	now := f.now()
@@ -247,6 +248,9 @@ func (d *device) apply(e server.Event, now time.Time) (eff effect, ref *Refusal)
 		d.running = e.Running // only handshake-time events carry the Hello's sequence
 		d.counters.UpToDate++
 		d.result = Result{Time: now, Outcome: OutcomeUpToDate}
+	case server.EventRetry:
+		d.running = e.Running
+		d.result = Result{Time: now, Outcome: OutcomeRetry}
 	case server.EventRefused:
 		d.running = e.Running
 		d.counters.Refused++
@@ -433,7 +437,7 @@ func (f *Fleet) Subscribe(ctx context.Context) <-chan Change {
 
 // kindName is k's name, without EventKind.String's panic on values it does not know.
 func kindName(k server.EventKind) string {
-	if k < server.EventHandshakeFailed || k > server.EventFailed {
+	if k < server.EventHandshakeFailed || k > server.EventRetry {
 		return "unknown"
 	}
 	return k.String()

@@ -424,7 +424,7 @@ func TestDevicesAreSortedAndEncodeAsDocumented(t *testing.T) {
 func TestUnknownEventKindIsIgnored(t *testing.T) {
 	f, _, _, _ := newTestFleet(t, FleetConfig{})
 	ch := f.Subscribe(t.Context())
-	f.Record(server.Event{Kind: server.EventFailed + 1, DeviceID: "dev-01"})
+	f.Record(server.Event{Kind: server.EventRetry + 1, DeviceID: "dev-01"})
 	f.Record(server.Event{Kind: -1, DeviceID: "dev-02"})
 	if n := len(f.Devices()); n != 0 {
 		t.Fatalf("unknown kinds created %d devices", n)
@@ -584,5 +584,14 @@ func TestConcurrentRecord(t *testing.T) {
 	}
 	if _, total := f.Recent(); total != workers*sessions {
 		t.Fatalf("ring total %d", total)
+	}
+}
+
+func TestRetryIsRecordedAsRetryNotUpToDate(t *testing.T) {
+	f, _, _, _ := newTestFleet(t, FleetConfig{})
+	f.Record(server.Event{Kind: server.EventRetry, DeviceID: "dev-01", Class: "c", Running: 3})
+	d, ok := f.Device("dev-01")
+	if !ok || d.LastResult == nil || d.LastResult.Outcome != OutcomeRetry || d.Running != 3 || d.Counters.UpToDate != 0 {
+		t.Fatalf("retry recorded as %+v", d)
 	}
 }

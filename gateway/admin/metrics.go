@@ -16,6 +16,7 @@ import (
 const (
 	resultHandshakeFailed = "handshake_failed"
 	resultUpToDate        = "up_to_date"
+	resultRetry           = "retry"
 	resultRefused         = "refused"
 	resultInstalled       = "installed"
 	resultVerifyFailed    = "verify_failed"
@@ -102,7 +103,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		reasons: knownReasons(),
 	}
 	m.sessionsBy = map[string]prometheus.Counter{}
-	for _, r := range []string{resultHandshakeFailed, resultUpToDate, resultRefused, resultInstalled, resultVerifyFailed, resultFailed} {
+	for _, r := range []string{resultHandshakeFailed, resultUpToDate, resultRetry, resultRefused, resultInstalled, resultVerifyFailed, resultFailed} {
 		m.sessionsBy[r] = m.sessions.WithLabelValues(r) // also exports every result at 0
 	}
 	cs := []prometheus.Collector{m.sessions, m.active, m.handshakeFailures, m.refusals, m.transferFailures,
@@ -131,6 +132,8 @@ func (m *Metrics) observe(e server.Event, eff effect) {
 		m.handshakeFailures.WithLabelValues(m.reason(e.Reason)).Inc()
 	case server.EventUpToDate:
 		m.sessionsBy[resultUpToDate].Inc()
+	case server.EventRetry:
+		m.sessionsBy[resultRetry].Inc()
 	case server.EventRefused:
 		m.sessionsBy[resultRefused].Inc()
 		m.refusals.WithLabelValues(m.reason(e.Reason)).Inc()

@@ -67,7 +67,7 @@ func TestMetricsCountSessions(t *testing.T) {
 			handshake: map[string]float64{"auth_failed": 1, "rate_limited": 1, "busy": 1, "timeout": 1, "other": 1},
 		},
 	}}
-	results := []string{resultHandshakeFailed, resultUpToDate, resultRefused, resultInstalled, resultVerifyFailed, resultFailed}
+	results := []string{resultHandshakeFailed, resultUpToDate, resultRetry, resultRefused, resultInstalled, resultVerifyFailed, resultFailed}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f, m, _, _ := newTestFleet(t, FleetConfig{})

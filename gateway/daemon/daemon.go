@@ -97,8 +97,8 @@ func New(cfg *config.Config, log *zap.Logger, opt Options) (*Gateway, error) {
 	g.Upstream, err = upstream.New(upstream.Config{
 		CABundle: cfg.Upstream.CABundle, Pins: cfg.Upstream.Pins,
 		ClientCert: cfg.Upstream.ClientCert, ClientKey: cfg.Upstream.ClientKey,
-		Transport: cfg.Upstream.Transport, Timeout: cfg.Upstream.Timeout, Retries: cfg.Upstream.Retries,
-	}, log.Named("upstream"))
+		Transport: cfg.Upstream.Transport, Timeout: cfg.Upstream.Timeout, Retries: upstreamRetries(cfg.Upstream.Retries),
+	}, log)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
@@ -181,6 +181,14 @@ func (g *Gateway) AdminAddr() net.Addr {
 		return nil
 	}
 	return g.adminLn.Addr()
+}
+
+// upstreamRetries maps the config's count (0 = none) to upstream's (0 = default, -1 = none).
+func upstreamRetries(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // DeviceAddr is where devices connect.

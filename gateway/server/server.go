@@ -141,10 +141,11 @@ const (
 	EventProgress // an Ack
 	EventReport   // the device's verification result: Reason "ok" or its failure
 	EventFailed   // the session broke off
+	EventRetry    // the device was told to come back later (image still being fetched)
 )
 
 func (k EventKind) String() string {
-	return [...]string{"handshake_failed", "up_to_date", "refused", "accepted", "progress", "report", "failed"}[k]
+	return [...]string{"handshake_failed", "up_to_date", "refused", "accepted", "progress", "report", "failed", "retry"}[k]
 }
 
 // Server serves devices.
@@ -320,6 +321,7 @@ func (s *Server) handle(c net.Conn) {
 
 	var dev Device
 	var img *Image
+	retry := false
 	lookup := func(id string) ([protocol.KeySize]byte, bool) {
 		d, ok := s.devices.LookupDevice(id)
 		dev = d
@@ -329,6 +331,7 @@ func (s *Server) handle(c net.Conn) {
 		i, err := s.catalog.Latest(dev.Class, h.Running)
 		switch {
 		case errors.Is(err, ErrRetry):
+			retry = true
 			return &protocol.Offer{Status: protocol.StatusRetry, RetryAfter: 30}, nil
 		case err != nil:
 			return nil, err
@@ -368,6 +371,12 @@ func (s *Server) handle(c net.Conn) {
 		return
 	}
 	sess := gc.Session()
+	if sess == nil && retry {
+		ev.Kind = EventRetry
+		log.Info("device told to retry: the image is still being fetched")
+		s.record(ev)
+		return
+	}
 	if sess == nil {
 		ev.Kind = EventUpToDate
 		log.Debug("device up to date", zap.Uint32("running", hello.Running))
