@@ -8,3 +8,4 @@
 package protocol
 
 //go:generate go test -run TestVectorsAreGenerated -update .
+//go:generate go test -run TestFuzzSeedsMatchVectors -update-fuzz-seeds .

@@ -5,8 +5,9 @@ import (
 	"fmt"
 )
 
-// Errors a caller may act on. Every error returned by this package wraps one of them, so
-// callers match with errors.Is; messages add the detail.
+// Errors a caller may act on. Every error caused by what a peer sent wraps one of them, so
+// callers match with errors.Is; messages add the detail. Errors of local misuse (a nil Rand,
+// a buffer too small, an image that cannot be read) say so in plain words instead.
 var (
 	ErrMalformed          = errors.New("malformed message")
 	ErrFrameTooLarge      = errors.New("frame length over limit")

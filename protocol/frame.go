@@ -11,11 +11,6 @@ import (
 // The header is authenticated as associated data of every sealed frame, so a flipped type or
 // length fails the tag.
 
-func putHeader(b []byte, typ byte, bodyLen int) {
-	b[0] = typ
-	binary.BigEndian.PutUint16(b[1:3], uint16(bodyLen))
-}
-
 func appendHeader(b []byte, typ byte, bodyLen int) []byte {
 	return append(b, typ, byte(bodyLen>>8), byte(bodyLen))
 }

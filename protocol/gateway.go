@@ -281,8 +281,10 @@ func (s *GatewaySession) AppendFrame(dst []byte, img io.ReaderAt) ([]byte, error
 		dst = grown
 	}
 	payload := dst[start+HeaderSize : start+HeaderSize+int(n)]
-	if _, err := img.ReadAt(payload, int64(off)); err != nil && !(errors.Is(err, io.EOF) && n == 0) {
-		return dst[:start], fmt.Errorf("protocol: reading image at %d: %w", off, err)
+	// io.ReaderAt may return io.EOF with a full read at the end of the input: judge the read
+	// by its count.
+	if got, err := img.ReadAt(payload, int64(off)); got < len(payload) {
+		return dst[:start], fmt.Errorf("protocol: reading image at %d: %d of %d bytes: %w", off, got, len(payload), err)
 	}
 	extra := binary.BigEndian.AppendUint32(s.extra[:0], off)
 	if typ == TypeFinal {

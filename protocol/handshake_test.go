@@ -9,11 +9,11 @@ import (
 )
 
 // helloTo runs ReadHello on a fresh gateway and returns its error and the Reject it answers.
-func helloTo(t *testing.T, hello []byte, lookup protocol.KeyLookup) (error, []byte) {
+func helloTo(t *testing.T, hello []byte, lookup protocol.KeyLookup) ([]byte, error) {
 	t.Helper()
 	gh := protocol.NewGatewayHandshake(gatewayConfig(t, 4096))
 	_, err := gh.ReadHello(hello, lookup)
-	return err, protocol.AppendReject(nil, protocol.CodeFor(err))
+	return protocol.AppendReject(nil, protocol.CodeFor(err)), err
 }
 
 func TestUnknownDeviceAndWrongKeyLookTheSame(t *testing.T) {
@@ -21,8 +21,8 @@ func TestUnknownDeviceAndWrongKeyLookTheSame(t *testing.T) {
 	dh, _ := protocol.NewDeviceHandshake(dc)
 	wrong := testPSK
 	wrong[31] ^= 0x80
-	errWrong, rejWrong := helloTo(t, dh.Hello(), lookupOne(dc.DeviceID, wrong))
-	errUnknown, rejUnknown := helloTo(t, dh.Hello(), lookupOne("someone-else", testPSK))
+	rejWrong, errWrong := helloTo(t, dh.Hello(), lookupOne(dc.DeviceID, wrong))
+	rejUnknown, errUnknown := helloTo(t, dh.Hello(), lookupOne("someone-else", testPSK))
 	if !errors.Is(errWrong, protocol.ErrAuthFailed) || !errors.Is(errUnknown, protocol.ErrAuthFailed) {
 		t.Fatalf("wrong key: %v; unknown: %v", errWrong, errUnknown)
 	}
@@ -59,7 +59,7 @@ func TestGatewayRejectsBadHellos(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err, _ := helloTo(t, c.hello, lookupOne(dc.DeviceID, dc.PSK))
+			_, err := helloTo(t, c.hello, lookupOne(dc.DeviceID, dc.PSK))
 			if !errors.Is(err, c.want) {
 				t.Fatalf("got %v, want %v", err, c.want)
 			}

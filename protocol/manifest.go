@@ -41,14 +41,6 @@ func (m *Manifest) VerifySignature(keys []ed25519.PublicKey) bool {
 	return false
 }
 
-func (m *Manifest) encodedLen() int {
-	n := manifestFixed + len(m.Class)
-	if m.Signed {
-		n += SignatureSize
-	}
-	return n
-}
-
 func (m *Manifest) check() error {
 	if err := CheckClass(m.Class); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"io"
 	"testing"
 
 	"github.com/fotagate/fotagate/protocol"
@@ -234,5 +235,39 @@ func TestAckOffsetsCannotRunAheadOrBack(t *testing.T) {
 	alert, _ := ds.AppendAlert(nil, protocol.CodeFlashError)
 	if _, err := gs.ReadDeviceFrame(alert); !errors.Is(err, protocol.ErrFlash) {
 		t.Fatalf("alert: %v", err)
+	}
+}
+
+// eofReader returns io.EOF together with a full read at the end, as io.ReaderAt allows.
+type eofReader struct{ b []byte }
+
+func (r eofReader) ReadAt(p []byte, off int64) (int, error) {
+	n := copy(p, r.b[off:])
+	if off+int64(n) == int64(len(r.b)) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func TestAppendFrameTakesAFullReadWithEOF(t *testing.T) {
+	img := randomImage(1000, 8)
+	ds, gs := memHandshake(t, deviceConfig(256), gatewayConfig(t, 4096), manifestFor(img, 2), 0)
+	var got []byte
+	for !gs.Done() {
+		f, err := gs.AppendFrame(nil, eofReader{img})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _, err := ds.OpenData(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, p...)
+	}
+	if !bytes.Equal(got, img) {
+		t.Fatal("image differs")
+	}
+	if _, err := gs.AppendFrame(nil, eofReader{img}); err == nil {
+		t.Fatal("a frame after the Final")
 	}
 }
