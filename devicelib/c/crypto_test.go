@@ -1,0 +1,447 @@
+package c_test
+
+// Tests of the C crypto (include/fota_crypto.h) that need Go: every relevant Project Wycheproof
+// vector, and differential tests against the Go standard library and golang.org/x/crypto on
+// random inputs. Both drive tests/harness.c, built here with gcc under ASan and UBSan, over its
+// line protocol. The RFC known-answer tests are in tests/test_crypto.c (`make test`).
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/c2sp/wycheproof"
+	"golang.org/x/crypto/chacha20poly1305"
+	"golang.org/x/crypto/hkdf"
+)
+
+// buildDir holds the harness binary for the whole test run.
+var buildDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "fota-c-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	buildDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// buildHarness compiles tests/harness.c once, through the Makefile so the flags are the
+// Makefile's (warnings as errors, sanitizers).
+var buildHarness = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(buildDir, "harness")
+	out, err := exec.Command("make", "-s", "BUILD="+buildDir, bin).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("building the C harness (needs make and gcc: run ./.ci/deps): %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// harness is one running tests/harness.c: each request line gets one answer line.
+type harness struct {
+	t      *testing.T
+	in     io.WriteCloser
+	out    *bufio.Reader
+	stderr bytes.Buffer
+}
+
+func startHarness(t *testing.T) *harness {
+	t.Helper()
+	bin, err := buildHarness()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t}
+	cmd := exec.Command(bin)
+	cmd.Stderr = &h.stderr
+	if h.in, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.out = bufio.NewReaderSize(stdout, 1<<16)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		h.in.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("harness exited with %v; stderr:\n%s", err, h.stderr.String())
+		}
+	})
+	return h
+}
+
+// do sends one request and returns the answer's space-separated fields.
+func (h *harness) do(fields ...string) []string {
+	h.t.Helper()
+	if _, err := io.WriteString(h.in, strings.Join(fields, " ")+"\n"); err != nil {
+		h.t.Fatalf("writing to harness: %v; stderr:\n%s", err, h.stderr.String())
+	}
+	line, err := h.out.ReadString('\n')
+	if err != nil {
+		h.t.Fatalf("reading from harness: %v; stderr:\n%s", err, h.stderr.String())
+	}
+	answer := strings.Fields(line)
+	if len(answer) == 0 || answer[0] == "error" {
+		h.t.Fatalf("harness answered %q to %.80q", line, strings.Join(fields, " "))
+	}
+	return answer
+}
+
+// hx encodes b for the harness: hex, or "-" when empty.
+func hx(b []byte) string {
+	if len(b) == 0 {
+		return "-"
+	}
+	return hex.EncodeToString(b)
+}
+
+// unhx decodes a harness field.
+func unhx(t *testing.T, s string) []byte {
+	t.Helper()
+	if s == "-" {
+		return nil
+	}
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatalf("harness field %.40q: %v", s, err)
+	}
+	return b
+}
+
+// seal and open run the C AEAD.
+func (h *harness) seal(key, nonce, ad, pt []byte) (ct, tag []byte) {
+	a := h.do("seal", hx(key), hx(nonce), hx(ad), hx(pt))
+	if len(a) != 2 {
+		h.t.Fatalf("seal answered %q", a)
+	}
+	return unhx(h.t, a[0]), unhx(h.t, a[1])
+}
+
+// open returns whether the C AEAD accepted, and the buffer it left behind.
+func (h *harness) open(key, nonce, ad, ct, tag []byte) (ok bool, buf []byte) {
+	a := h.do("open", hx(key), hx(nonce), hx(ad), hx(ct), hx(tag))
+	if len(a) != 2 || (a[0] != "ok" && a[0] != "fail") {
+		h.t.Fatalf("open answered %q", a)
+	}
+	return a[0] == "ok", unhx(h.t, a[1])
+}
+
+// hexBytes is a Wycheproof hex field.
+type hexBytes []byte
+
+func (b *hexBytes) UnmarshalJSON(data []byte) error {
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return err
+	}
+	v, err := hex.DecodeString(s)
+	*b = v
+	return err
+}
+
+type wycheproofFile[T any] struct {
+	NumberOfTests int `json:"numberOfTests"`
+	TestGroups    []struct {
+		TagSize int `json:"tagSize"`
+		Tests   []T `json:"tests"`
+	} `json:"testGroups"`
+}
+
+type wycheproofCase struct {
+	TcID    int      `json:"tcId"`
+	Comment string   `json:"comment"`
+	Flags   []string `json:"flags"`
+	Result  string   `json:"result"`
+}
+
+func (c wycheproofCase) String() string {
+	return fmt.Sprintf("tcId %d (%s, %v)", c.TcID, c.Comment, c.Flags)
+}
+
+func loadWycheproof[T any](t *testing.T, name string) *wycheproofFile[T] {
+	t.Helper()
+	data, err := fs.ReadFile(wycheproof.TestVectors, name)
+	if err != nil {
+		t.Fatalf("Wycheproof %s: %v", name, err)
+	}
+	var f wycheproofFile[T]
+	if err := json.Unmarshal(data, &f); err != nil {
+		t.Fatalf("Wycheproof %s: %v", name, err)
+	}
+	return &f
+}
+
+// tally counts Wycheproof cases run and skipped (by reason), and checks none was lost.
+type tally struct {
+	passed  int
+	skipped map[string]int
+}
+
+func (c *tally) report(t *testing.T, file string, total int) {
+	t.Helper()
+	skipped := 0
+	for reason, n := range c.skipped {
+		skipped += n
+		t.Logf("%s: skipped %d: %s", file, n, reason)
+	}
+	t.Logf("%s: %d passed, %d skipped, of %d", file, c.passed, skipped, total)
+	if c.passed+skipped != total {
+		t.Errorf("%s: ran %d + skipped %d cases, but the file has %d", file, c.passed, skipped, total)
+	}
+}
+
+func TestWycheproofChaCha20Poly1305(t *testing.T) {
+	t.Parallel()
+	type aeadCase struct {
+		wycheproofCase
+		Key, IV, AAD, Msg, CT, Tag hexBytes
+	}
+	const file = "chacha20_poly1305_test.json"
+	f := loadWycheproof[aeadCase](t, file)
+	h := startHarness(t)
+	c := tally{skipped: map[string]int{}}
+	for _, g := range f.TestGroups {
+		for _, tc := range g.Tests {
+			if len(tc.IV) != chacha20poly1305.NonceSize || len(tc.Key) != chacha20poly1305.KeySize {
+				// fota_aead_* take a 12-byte nonce and a 32-byte key by type, so a vector
+				// with another size cannot be expressed. Only invalid ones may be skipped.
+				if tc.Result == "valid" {
+					t.Errorf("%v: valid case with a %d-byte nonce cannot be run", tc, len(tc.IV))
+				}
+				c.skipped["nonce not 12 bytes (fota_aead_* take uint8_t nonce[12]; RFC 8439 allows no other size)"]++
+				continue
+			}
+			ct, tag := h.seal(tc.Key, tc.IV, tc.AAD, tc.Msg)
+			ok, buf := h.open(tc.Key, tc.IV, tc.AAD, tc.CT, tc.Tag)
+			switch tc.Result {
+			case "valid", "acceptable":
+				if !bytes.Equal(ct, tc.CT) || !bytes.Equal(tag, tc.Tag) {
+					t.Errorf("%v: seal gave %x %x, want %x %x", tc, ct, tag, tc.CT, tc.Tag)
+				}
+				if !ok || !bytes.Equal(buf, tc.Msg) {
+					t.Errorf("%v: open gave %v %x, want the message", tc, ok, buf)
+				}
+			default:
+				if bytes.Equal(ct, tc.CT) && bytes.Equal(tag, tc.Tag) {
+					t.Errorf("%v: seal reproduced an invalid ciphertext and tag", tc)
+				}
+				if ok {
+					t.Errorf("%v: open accepted an invalid ciphertext", tc)
+				}
+				if !bytes.Equal(buf, tc.CT) {
+					t.Errorf("%v: failed open changed the buffer (released plaintext?)", tc)
+				}
+			}
+			c.passed++
+		}
+	}
+	c.report(t, file, f.NumberOfTests)
+}
+
+func TestWycheproofHKDFSHA256(t *testing.T) {
+	t.Parallel()
+	type hkdfCase struct {
+		wycheproofCase
+		IKM, Salt, Info, OKM hexBytes
+		Size                 int
+	}
+	const file = "hkdf_sha256_test.json"
+	f := loadWycheproof[hkdfCase](t, file)
+	h := startHarness(t)
+	c := tally{skipped: map[string]int{}}
+	for _, g := range f.TestGroups {
+		for _, tc := range g.Tests {
+			a := h.do("hkdf", hx(tc.IKM), hx(tc.Salt), hx(tc.Info), fmt.Sprint(tc.Size))
+			switch tc.Result {
+			case "valid", "acceptable":
+				if a[0] == "fail" || !bytes.Equal(unhx(t, a[0]), tc.OKM) {
+					t.Errorf("%v: got %.80s, want %x", tc, a[0], tc.OKM)
+				}
+			default:
+				if a[0] != "fail" {
+					t.Errorf("%v: size %d accepted, want refused", tc, tc.Size)
+				}
+			}
+			c.passed++
+		}
+	}
+	c.report(t, file, f.NumberOfTests)
+}
+
+func TestWycheproofHMACSHA256(t *testing.T) {
+	t.Parallel()
+	type macCase struct {
+		wycheproofCase
+		Key, Msg, Tag hexBytes
+	}
+	const file = "hmac_sha256_test.json"
+	f := loadWycheproof[macCase](t, file)
+	h := startHarness(t)
+	c := tally{skipped: map[string]int{}}
+	for _, g := range f.TestGroups {
+		for _, tc := range g.Tests {
+			if len(tc.Tag) != g.TagSize/8 {
+				t.Fatalf("%v: tag of %d bytes in a group of %d-bit tags", tc, len(tc.Tag), g.TagSize)
+			}
+			mac := unhx(t, h.do("hmac", "0", hx(tc.Key), hx(tc.Msg))[0])
+			verdict := h.do("hmac", "0", hx(tc.Key), hx(tc.Msg), hx(tc.Tag))[0]
+			switch tc.Result {
+			case "valid", "acceptable":
+				if !bytes.Equal(mac[:len(tc.Tag)], tc.Tag) || verdict != "ok" {
+					t.Errorf("%v: got %x (%s), want %x", tc, mac, verdict, tc.Tag)
+				}
+			default:
+				if verdict != "fail" {
+					t.Errorf("%v: modified tag %x accepted", tc, tc.Tag)
+				}
+			}
+			c.passed++
+		}
+	}
+	c.report(t, file, f.NumberOfTests)
+}
+
+// randLen picks a length in 0..max: half the time small (the first blocks and their edges,
+// where padding and carries go wrong), half the time anywhere.
+func randLen(r *rand.Rand, max int) int {
+	if r.IntN(2) == 0 {
+		return r.IntN(min(max, 130) + 1)
+	}
+	return r.IntN(max + 1)
+}
+
+func randBytes(r *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// The differential tests use fixed seeds, so a failure reproduces; each names its iteration.
+
+func TestDifferentialAEAD(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t)
+	r := rand.New(rand.NewPCG(8439, 1))
+	for i := range 1500 {
+		key, nonce := randBytes(r, 32), randBytes(r, 12)
+		ad, pt := randBytes(r, randLen(r, 600)), randBytes(r, randLen(r, 5000))
+		aead, err := chacha20poly1305.New(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := aead.Seal(nil, nonce, pt, ad)
+		ct, tag := h.seal(key, nonce, ad, pt)
+		if !bytes.Equal(append(ct, tag...), want) {
+			t.Fatalf("iteration %d (ad %d, pt %d bytes): seal differs from x/crypto", i, len(ad), len(pt))
+		}
+		if ok, buf := h.open(key, nonce, ad, ct, tag); !ok || !bytes.Equal(buf, pt) {
+			t.Fatalf("iteration %d (ad %d, pt %d bytes): open failed", i, len(ad), len(pt))
+		}
+
+		// Flip one bit of the ciphertext, the tag or the AD: both must reject, and the C
+		// buffer must still hold the (changed) ciphertext.
+		ct2, tag2, ad2 := bytes.Clone(ct), bytes.Clone(tag), bytes.Clone(ad)
+		var where string
+		switch target := r.IntN(3); {
+		case target == 0 && len(ct2) > 0:
+			ct2[r.IntN(len(ct2))] ^= 1 << r.IntN(8)
+			where = "ciphertext"
+		case target == 1 && len(ad2) > 0:
+			ad2[r.IntN(len(ad2))] ^= 1 << r.IntN(8)
+			where = "AD"
+		default:
+			tag2[r.IntN(16)] ^= 1 << r.IntN(8)
+			where = "tag"
+		}
+		if _, err := aead.Open(nil, nonce, append(bytes.Clone(ct2), tag2...), ad2); err == nil {
+			t.Fatalf("iteration %d: x/crypto accepted a flipped %s bit", i, where)
+		}
+		ok, buf := h.open(key, nonce, ad2, ct2, tag2)
+		if ok {
+			t.Fatalf("iteration %d (ad %d, pt %d bytes): accepted a flipped %s bit", i, len(ad), len(pt), where)
+		}
+		if !bytes.Equal(buf, ct2) {
+			t.Fatalf("iteration %d: rejected open changed the buffer", i)
+		}
+	}
+}
+
+func TestDifferentialSHA256(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t)
+	r := rand.New(rand.NewPCG(180, 4))
+	for i := range 1000 {
+		msg := randBytes(r, randLen(r, 5000))
+		chunk := r.IntN(150) // 0: one update
+		want := sha256.Sum256(msg)
+		got := unhx(t, h.do("sha256", fmt.Sprint(chunk), hx(msg))[0])
+		if !bytes.Equal(got, want[:]) {
+			t.Fatalf("iteration %d (%d bytes in chunks of %d): got %x, want %x", i, len(msg), chunk, got, want)
+		}
+	}
+}
+
+func TestDifferentialHMACSHA256(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t)
+	r := rand.New(rand.NewPCG(2104, 4231))
+	for i := range 1000 {
+		key := randBytes(r, randLen(r, 200)) // past 64 bytes the key is hashed first
+		msg := randBytes(r, randLen(r, 5000))
+		chunk := r.IntN(150)
+		m := hmac.New(sha256.New, key)
+		m.Write(msg)
+		want := m.Sum(nil)
+		got := unhx(t, h.do("hmac", fmt.Sprint(chunk), hx(key), hx(msg))[0])
+		if !bytes.Equal(got, want) {
+			t.Fatalf("iteration %d (key %d, msg %d bytes): got %x, want %x", i, len(key), len(msg), got, want)
+		}
+	}
+}
+
+func TestDifferentialHKDFSHA256(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t)
+	r := rand.New(rand.NewPCG(5869, 1))
+	const maxOKM = 255 * sha256.Size
+	for i := range 500 {
+		ikm, salt, info := randBytes(r, randLen(r, 200)), randBytes(r, randLen(r, 200)), randBytes(r, randLen(r, 200))
+		size := randLen(r, maxOKM+40) // a few past the limit, which must be refused
+		got := h.do("hkdf", hx(ikm), hx(salt), hx(info), fmt.Sprint(size))[0]
+		want := make([]byte, size)
+		_, err := io.ReadFull(hkdf.New(sha256.New, ikm, salt, info), want)
+		switch {
+		case size > maxOKM:
+			if err == nil || got != "fail" {
+				t.Fatalf("iteration %d: size %d: C gave %.20s, x/crypto error %v; both must refuse", i, size, got, err)
+			}
+		case err != nil:
+			t.Fatal(err)
+		case got == "fail" || !bytes.Equal(unhx(t, got), want):
+			t.Fatalf("iteration %d (ikm %d, salt %d, info %d, size %d): outputs differ", i, len(ikm), len(salt), len(info), size)
+		}
+	}
+}

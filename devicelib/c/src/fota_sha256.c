@@ -1,0 +1,144 @@
+/*
+ * fota_sha256.c - SHA-256, FIPS 180-4 section 6.2.
+ *
+ * The message schedule is kept as a rolling window of 16 words (64 bytes
+ * of stack instead of 256). The round-constant table is indexed by the
+ * round number only, never by data.
+ */
+#include <string.h>
+
+#include "fota_crypto.h"
+#include "fota_internal.h"
+
+#define ROTR32(v, n) (((v) >> (n)) | ((v) << (32 - (n))))
+
+/* Section 4.1.2. */
+#define CH(x, y, z)  (((x) & (y)) ^ (~(x) & (z)))
+#define MAJ(x, y, z) (((x) & (y)) ^ ((x) & (z)) ^ ((y) & (z)))
+#define BSIG0(x) (ROTR32(x, 2) ^ ROTR32(x, 13) ^ ROTR32(x, 22))
+#define BSIG1(x) (ROTR32(x, 6) ^ ROTR32(x, 11) ^ ROTR32(x, 25))
+#define SSIG0(x) (ROTR32(x, 7) ^ ROTR32(x, 18) ^ ((x) >> 3))
+#define SSIG1(x) (ROTR32(x, 17) ^ ROTR32(x, 19) ^ ((x) >> 10))
+
+/* Section 4.2.2. */
+static const uint32_t K[64] FOTA_RODATA = {
+	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5,
+	0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+	0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
+	0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+	0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
+	0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+	0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+	0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+	0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+	0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+	0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3,
+	0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+	0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5,
+	0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+	0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
+	0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2
+};
+
+static void sha256_compress(uint32_t state[8], const uint8_t block[64])
+{
+	uint32_t w[16];
+	uint32_t a, b, c, d, e, f, g, h, t1, t2;
+	int t;
+
+	for (t = 0; t < 16; t++) {
+		w[t] = fota_load32_be(block + 4 * t);
+	}
+	a = state[0]; b = state[1]; c = state[2]; d = state[3];
+	e = state[4]; f = state[5]; g = state[6]; h = state[7];
+	for (t = 0; t < 64; t++) {
+		if (t >= 16) {
+			/* W[t] replaces W[t-16] in the window (t mod 16). */
+			w[t & 15] += SSIG1(w[(t - 2) & 15]) + w[(t - 7) & 15] +
+			             SSIG0(w[(t - 15) & 15]);
+		}
+		t1 = h + BSIG1(e) + CH(e, f, g) + K[t] + w[t & 15];
+		t2 = BSIG0(a) + MAJ(a, b, c);
+		h = g; g = f; f = e; e = d + t1;
+		d = c; c = b; b = a; a = t1 + t2;
+	}
+	state[0] += a; state[1] += b; state[2] += c; state[3] += d;
+	state[4] += e; state[5] += f; state[6] += g; state[7] += h;
+	fota_wipe(w, sizeof w);
+}
+
+void fota_sha256_init(fota_sha256_ctx *ctx)
+{
+	/* Section 5.3.3. */
+	ctx->state[0] = 0x6a09e667;
+	ctx->state[1] = 0xbb67ae85;
+	ctx->state[2] = 0x3c6ef372;
+	ctx->state[3] = 0xa54ff53a;
+	ctx->state[4] = 0x510e527f;
+	ctx->state[5] = 0x9b05688c;
+	ctx->state[6] = 0x1f83d9ab;
+	ctx->state[7] = 0x5be0cd19;
+	ctx->count = 0;
+}
+
+void fota_sha256_update(fota_sha256_ctx *ctx, const uint8_t *msg, size_t len)
+{
+	while (len > 0) {
+		size_t used = (size_t)(ctx->count % FOTA_SHA256_BLOCK_SIZE);
+		size_t n;
+
+		if (used == 0 && len >= FOTA_SHA256_BLOCK_SIZE) {
+			/* A whole block straight from the caller's buffer. */
+			n = FOTA_SHA256_BLOCK_SIZE;
+			sha256_compress(ctx->state, msg);
+		} else {
+			n = FOTA_SHA256_BLOCK_SIZE - used;
+			if (n > len) {
+				n = len;
+			}
+			memcpy(ctx->block + used, msg, n);
+			if (used + n == FOTA_SHA256_BLOCK_SIZE) {
+				sha256_compress(ctx->state, ctx->block);
+			}
+		}
+		ctx->count += n;
+		msg += n;
+		len -= n;
+	}
+}
+
+void fota_sha256_final(fota_sha256_ctx *ctx, uint8_t out[FOTA_SHA256_SIZE])
+{
+	uint64_t bits = ctx->count * 8;
+	uint8_t b[8];
+	int i;
+
+	/*
+	 * Section 5.1.1: a 1 bit, zero bits up to 56 bytes mod 64, then the
+	 * message length in bits, 64-bit big-endian. Fed through update, a
+	 * byte at a time, so that only update knows about blocks.
+	 */
+	b[0] = 0x80;
+	fota_sha256_update(ctx, b, 1);
+	b[0] = 0;
+	while (ctx->count % FOTA_SHA256_BLOCK_SIZE != FOTA_SHA256_BLOCK_SIZE - 8) {
+		fota_sha256_update(ctx, b, 1);
+	}
+	fota_store32_be(b, (uint32_t)(bits >> 32));
+	fota_store32_be(b + 4, (uint32_t)bits);
+	fota_sha256_update(ctx, b, 8);
+
+	for (i = 0; i < 8; i++) {
+		fota_store32_be(out + 4 * i, ctx->state[i]);
+	}
+	fota_wipe(ctx, sizeof *ctx);
+}
+
+void fota_sha256(uint8_t out[FOTA_SHA256_SIZE], const uint8_t *msg, size_t len)
+{
+	fota_sha256_ctx ctx;
+
+	fota_sha256_init(&ctx);
+	fota_sha256_update(&ctx, msg, len);
+	fota_sha256_final(&ctx, out);
+}
