@@ -40,6 +40,13 @@ func TokenAuth(token string) Authenticator {
 // such as a final newline, is ignored). It fails if the file cannot be read or holds no
 // token; the error names the file, never its content.
 func TokenFileAuth(path string) (Authenticator, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("admin token file: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("admin token file %s is readable by others (mode %04o): it is a secret; run: chmod 600 %s", path, fi.Mode().Perm(), path)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("admin token file: %w", err)

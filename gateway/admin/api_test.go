@@ -317,6 +317,13 @@ func TestTokenFileAuth(t *testing.T) {
 		{"empty file", write("empty", ""), true},
 		{"white space only", write("blank", " \n\t\n"), true},
 		{"missing file", filepath.Join(dir, "absent"), true},
+		{"readable by others", func() string {
+			p := write("open", token+"\n")
+			if err := os.Chmod(p, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}(), true},
 	}
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
