@@ -15,7 +15,9 @@ var version = "dev"
 
 func main() {
 	if err := newRootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "fotagate:", err)
+		if err != errCheckFailed { // check has printed its findings
+			fmt.Fprintln(os.Stderr, "fotagate:", err)
+		}
 		os.Exit(1)
 	}
 }
@@ -32,6 +34,7 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newDemoCmd(),
 		newServeCmd(),
+		newCheckCmd(),
 		newKeygenCmd(), newPublishCmd(),
 		newKeysCmd(),
 	)
