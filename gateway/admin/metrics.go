@@ -173,10 +173,10 @@ func (m *Metrics) reason(r string) string {
 }
 
 // knownReasons is the reason label's fixed set: every wire code's name, every name
-// protocol.Reason gives, and the server's own "rate_limited". A reason added to protocol
+// protocol.Reason gives, and the server's own "rate_limited" and "closed". A reason added to protocol
 // later shows as "other" until it is added here.
 func knownReasons() map[string]bool {
-	set := map[string]bool{labelOther: true, "ok": true, "rate_limited": true}
+	set := map[string]bool{labelOther: true, "ok": true, "rate_limited": true, "closed": true}
 	for c := range 256 {
 		if n := protocol.CodeName(byte(c)); !strings.HasPrefix(n, "code_") {
 			set[n] = true

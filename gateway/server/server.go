@@ -13,6 +13,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -28,7 +29,7 @@ type Config struct {
 	MaxSessions      int           // concurrent sessions; more are answered "busy"
 	HandshakeTimeout time.Duration // from accept to a verified Accept
 	IdleTimeout      time.Duration // longest wait for any read or write while streaming
-	WriteBuffer      int           // bytes of frames packed into one write
+	WriteBuffer      int           // cap on the bytes of frames packed into one write (see pools.go)
 	FailRate         rate.Limit    // failed handshakes per second allowed per source address
 	FailBurst        int
 }
@@ -156,7 +157,7 @@ type Server struct {
 	catalog Catalog
 	rec     Recorder
 	log     *zap.Logger
-	bufs    sync.Pool
+	bufs    *writeBuffers
 	sem     chan struct{}
 	nextID  atomic.Uint64
 
@@ -180,11 +181,11 @@ func New(cfg Config, devices Devices, catalog Catalog, rec Recorder, log *zap.Lo
 	}
 	s := &Server{
 		cfg: cfg, gwcfg: gw, devices: devices, catalog: catalog, rec: rec, log: log,
+		bufs:     newWriteBuffers(cfg.WriteBuffer),
 		sem:      make(chan struct{}, cfg.MaxSessions),
 		limiters: map[string]*rate.Limiter{},
 		conns:    map[net.Conn]struct{}{},
 	}
-	s.bufs.New = func() any { b := make([]byte, cfg.WriteBuffer); return &b }
 	return s, nil
 }
 
@@ -263,6 +264,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// Sessions is the number of sessions holding a slot under MaxSessions right now: from the
+// accepted connection through the handshake and the transfer to the end of the session.
+func (s *Server) Sessions() int { return len(s.sem) }
 
 func (s *Server) record(e Event) {
 	if s.rec != nil {
@@ -354,7 +359,7 @@ func (s *Server) handle(c net.Conn) {
 	}
 	log := s.log.With(zap.String("device", ev.DeviceID), zap.String("remote", remote))
 	if err != nil {
-		ev.Reason, ev.Err = protocol.Reason(err), err
+		ev.Reason, ev.Err = reasonOf(err), err
 		var pe *protocol.PeerError
 		if accept != nil && errors.As(err, &pe) { // authenticated refusal of our offer
 			ev.Kind = EventRefused
@@ -398,8 +403,8 @@ func (s *Server) handle(c net.Conn) {
 		return
 	}
 	defer r.Close()
-	bufp := s.bufs.Get().(*[]byte)
-	defer s.bufs.Put(bufp)
+	bufp := s.bufs.get(int(sess.Manifest().Chunk))
+	defer s.bufs.put(bufp)
 	idle.streaming.Store(true)
 	idle.extend()
 	rep, err := gc.Stream(r, (*bufp)[:0], func(m protocol.DeviceMessage) {
@@ -407,7 +412,7 @@ func (s *Server) handle(c net.Conn) {
 	})
 	ev.Duration = time.Since(start)
 	if err != nil {
-		ev.Kind, ev.Reason, ev.Err, ev.Offset = EventFailed, protocol.Reason(err), err, sess.Acked()
+		ev.Kind, ev.Reason, ev.Err, ev.Offset = EventFailed, reasonOf(err), err, sess.Acked()
 		log.Warn("transfer ended early", zap.String("reason", ev.Reason), zap.Uint32("durable", ev.Offset), zap.Error(err))
 		s.record(ev)
 		return
@@ -419,6 +424,22 @@ func (s *Server) handle(c net.Conn) {
 		log.Warn("device rejected the image", zap.String("reason", ev.Reason))
 	}
 	s.record(ev)
+}
+
+// reasonOf names why a session failed: the protocol's reason, or what the network did.
+func reasonOf(err error) string {
+	r := protocol.Reason(err)
+	if r != "other" {
+		return r
+	}
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "closed"
+	}
+	return r
 }
 
 // idleConn, once streaming, pushes the deadline forward on every read and write, so a
