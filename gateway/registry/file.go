@@ -64,7 +64,7 @@ func checkPrivate(path string, fi os.FileInfo) error {
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return fmt.Errorf("registry: %w: %s has mode %04o, so other users can read or change device keys; run: chmod 600 %s",
-			ErrInsecure, path, perm, shellQuote(path))
+			ErrInsecure, path, perm, ShellQuote(path))
 	}
 	dir := filepath.Dir(path)
 	di, err := os.Stat(dir)
@@ -73,7 +73,7 @@ func checkPrivate(path string, fi os.FileInfo) error {
 	}
 	if perm := di.Mode().Perm(); perm&0o022 != 0 && di.Mode()&os.ModeSticky == 0 {
 		return fmt.Errorf("registry: %w: directory %s has mode %04o, so other users can replace the key file; run: chmod go-w %s",
-			ErrInsecure, dir, perm, shellQuote(dir))
+			ErrInsecure, dir, perm, ShellQuote(dir))
 	}
 	return nil
 }
@@ -276,8 +276,8 @@ func writeFileAtomic(path string, data []byte, owner *fileOwner) (err error) {
 	return d.Sync()
 }
 
-// shellQuote quotes a path for the fix-it command in an error message, only when needed.
-func shellQuote(s string) string {
+// ShellQuote quotes a path for a fix-it command in a message, only when it needs quoting.
+func ShellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:@", r))
 	}) < 0 {

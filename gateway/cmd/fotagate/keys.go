@@ -321,9 +321,9 @@ func (k *keysRegistry) cmdline(sub string, args ...string) string {
 		args = args[1:]
 	}
 	if k.flag != "" {
-		parts = append(parts, "--registry", shellQuote(k.flag))
+		parts = append(parts, "--registry", registry.ShellQuote(k.flag))
 	} else if k.config != config.DefaultPath {
-		parts = append(parts, "--config", shellQuote(k.config))
+		parts = append(parts, "--config", registry.ShellQuote(k.config))
 	}
 	return strings.Join(append(parts, args...), " ")
 }
@@ -424,10 +424,10 @@ func printNotPrinted(w io.Writer, reg *keysRegistry, id string) {
 func (o *provisionOutput) exportFailed(reg *keysRegistry, d registry.Device, what string, err error) error {
 	again := []string{d.ID}
 	if o.keyFile != "" {
-		again = append(again, "--key-file", shellQuote(o.keyFile))
+		again = append(again, "--key-file", registry.ShellQuote(o.keyFile))
 	}
 	if o.header != "" {
-		again = append(again, "--header", shellQuote(o.header))
+		again = append(again, "--header", registry.ShellQuote(o.header))
 	}
 	if o.json || len(again) == 1 {
 		again = append(again, "--json")
@@ -486,14 +486,4 @@ func samePath(a, b string) bool {
 	fa, errA := os.Stat(a)
 	fb, errB := os.Stat(b)
 	return errA == nil && errB == nil && os.SameFile(fa, fb)
-}
-
-// shellQuote quotes a path for a command in a hint, only when it needs it.
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:@", r))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
