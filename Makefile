@@ -13,6 +13,8 @@ deps:
 
 gotest:
 	$(GO) test -race -count=1 ./...
+	# 10,000 concurrent sessions do not fit under the race detector: run that test without it.
+	$(GO) test -count=1 -run 'TestTenThousandSessionsHeld' ./gateway/server
 
 ctest:
 	@if [ -f devicelib/c/Makefile ]; then $(MAKE) -C devicelib/c test; fi
@@ -40,3 +42,4 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./protocol/...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./gateway/server

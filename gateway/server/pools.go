@@ -8,28 +8,38 @@ import (
 
 // Write buffers come from pools of fixed size classes, chosen per session from the chunk the
 // handshake negotiated, so the memory an active session holds follows what its device asked
-// for: a device that takes 256-byte chunks (its lwIP window is 2 KiB) gets a 2 KiB buffer, one
-// that takes 4 KiB chunks gets 16 KiB. Packing several frames into each write still pays: on
-// loopback a write syscall (~10 us) costs more than sealing 4 KiB, and frames beyond that would
-// only wait in the kernel's send buffer behind the device's small TCP window anyway.
+// for. A class holds framesPerWrite whole frames of the largest chunk it serves (512, 1024,
+// 2048 or 4096 bytes; smaller chunks share the first class): 2,124 bytes for a device taking
+// 256-byte chunks, 4,172 for 1 KiB chunks, and the cap (Config.WriteBuffer, 16 KiB by
+// default: three frames) for 4 KiB chunks.
+//
+// Why several frames per write: on loopback a write syscall (~10 us) costs more than sealing
+// 4 KiB, so one write per frame would spend most of the server's CPU in the kernel. Why not
+// more: frames beyond a few would only wait in the kernel's send buffer behind the device's
+// small TCP window (2-6 KiB on an ESP8266), while the buffer is held for the whole transfer.
+// Four frames of 1 KiB instead of a 16 KiB buffer is what keeps an active session near
+// 13 KiB (BenchmarkSessionMemory).
 const (
-	minWriteClass  = 2 << 10 // the smallest class; a 64-byte-chunk session still gets 24 frames
-	framesPerWrite = 4       // a session's class holds at least this many frames when the cap allows
+	framesPerWrite = 4
+	minClassChunk  = 512
 )
 
-// writeBuffers is a set of pools, one per size class: powers of two from minWriteClass up to,
-// and always including, the configured cap (Config.WriteBuffer).
+// writeBuffers is a set of pools, one per size class.
 type writeBuffers struct {
 	classes []int
 	pools   []sync.Pool
 }
 
+// newWriteBuffers makes the classes for a cap of limit bytes, which must hold one frame of
+// protocol.MaxPayload (Config.fill sees to it).
 func newWriteBuffers(limit int) *writeBuffers {
 	w := &writeBuffers{}
-	for c := minWriteClass; c < limit; c *= 2 {
-		w.classes = append(w.classes, c)
+	for chunk := minClassChunk; chunk <= protocol.MaxPayload; chunk *= 2 {
+		size := min(framesPerWrite*(chunk+protocol.DataOverhead), limit)
+		if n := len(w.classes); n == 0 || size > w.classes[n-1] {
+			w.classes = append(w.classes, size)
+		}
 	}
-	w.classes = append(w.classes, limit)
 	w.pools = make([]sync.Pool, len(w.classes))
 	for i, size := range w.classes {
 		w.pools[i].New = func() any { b := make([]byte, size); return &b }
@@ -38,7 +48,7 @@ func newWriteBuffers(limit int) *writeBuffers {
 }
 
 // class is the index of the class for a session of the given chunk: the smallest that holds
-// framesPerWrite frames, else the largest (the cap, which always holds one whole frame).
+// framesPerWrite frames, else the largest, which holds at least one.
 func (w *writeBuffers) class(chunk int) int {
 	need := framesPerWrite * (chunk + protocol.DataOverhead)
 	for i, size := range w.classes {
@@ -49,7 +59,7 @@ func (w *writeBuffers) class(chunk int) int {
 	return len(w.classes) - 1
 }
 
-// get returns an empty buffer of the class for chunk; give it back with put.
+// get returns a buffer of the class for chunk; give it back with put.
 func (w *writeBuffers) get(chunk int) *[]byte { return w.pools[w.class(chunk)].Get().(*[]byte) }
 
 // put returns a buffer from get to the pool of its class.

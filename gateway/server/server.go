@@ -298,132 +298,198 @@ func (s *Server) limiter(src string) *rate.Limiter {
 	return l
 }
 
+// session is the state of one connection. It lives on the heap, and the functions that sit on
+// a session's stack while it waits on the network (handle, handshake, stream) keep their
+// frames small: the logging and event work is done in functions called between waits. A
+// goroutine parked in a read then needs a 4 KiB stack rather than 8 (the runtime halves a
+// parked stack at each collection while less than a quarter is in use), which is most of what
+// an idle session costs (BenchmarkSessionMemory).
+type session struct {
+	srv     *Server
+	id      uint64
+	start   time.Time
+	remote  string
+	idle    idleConn
+	dev     Device
+	img     *Image
+	retry   bool
+	ev      Event // what is known so far: device, class and, once accepted, the image
+	gc      *protocol.GatewayConn
+	lim     *rate.Limiter
+	release bool // holds a slot under MaxSessions
+}
+
 func (s *Server) handle(c net.Conn) {
 	defer s.untrack(c)
 	defer c.Close()
-	start := time.Now()
-	remote := c.RemoteAddr().String()
-	session := s.nextID.Add(1)
-	src := host(c.RemoteAddr())
-	lim := s.limiter(src)
-	// A source that keeps failing handshakes is refused before any crypto work.
-	if lim.Tokens() < 1 {
-		c.Write(protocol.AppendReject(nil, protocol.CodeBusy)) //nolint:errcheck // best effort
-		s.log.Warn("handshake refused: too many failures from source", zap.String("remote", remote))
-		s.record(Event{Kind: EventHandshakeFailed, Session: session, Remote: remote, Reason: "rate_limited"})
+	ss := &session{srv: s, id: s.nextID.Add(1), start: time.Now(), idle: idleConn{Conn: c, idle: s.cfg.IdleTimeout}}
+	defer ss.end()
+	if !ss.admit() {
 		return
+	}
+	c.SetDeadline(ss.start.Add(s.cfg.HandshakeTimeout)) //nolint:errcheck // a failed deadline shows as a read error
+	ss.gc = protocol.NewGatewayConn(&ss.idle, s.gwcfg)
+	hello, accept, err := ss.gc.Handshake(ss.lookup, ss.offerFor)
+	if sess := ss.handshakeDone(hello, accept, err); sess != nil {
+		ss.stream(sess)
+	}
+}
+
+// admit refuses a source that keeps failing handshakes, before any crypto work, and a
+// connection beyond MaxSessions; otherwise the session takes a slot.
+func (ss *session) admit() bool {
+	s := ss.srv
+	ss.remote = ss.idle.RemoteAddr().String()
+	ss.lim = s.limiter(host(ss.idle.RemoteAddr()))
+	if ss.lim.Tokens() < 1 {
+		ss.idle.Write(protocol.AppendReject(nil, protocol.CodeBusy)) //nolint:errcheck // best effort
+		s.log.Warn("handshake refused: too many failures from source", zap.String("remote", ss.remote))
+		s.record(Event{Kind: EventHandshakeFailed, Session: ss.id, Remote: ss.remote, Reason: "rate_limited"})
+		return false
 	}
 	select {
 	case s.sem <- struct{}{}:
-		defer func() { <-s.sem }()
+		ss.release = true
+		return true
 	default:
-		c.Write(protocol.AppendReject(nil, protocol.CodeBusy)) //nolint:errcheck // best effort
+		ss.idle.Write(protocol.AppendReject(nil, protocol.CodeBusy)) //nolint:errcheck // best effort
 		s.log.Warn("session refused: at the session cap", zap.Int("max_sessions", s.cfg.MaxSessions))
-		s.record(Event{Kind: EventHandshakeFailed, Session: session, Remote: remote, Reason: "busy"})
-		return
+		s.record(Event{Kind: EventHandshakeFailed, Session: ss.id, Remote: ss.remote, Reason: "busy"})
+		return false
 	}
-	c.SetDeadline(start.Add(s.cfg.HandshakeTimeout)) //nolint:errcheck // a failed deadline shows as a read error
+}
 
-	var dev Device
-	var img *Image
-	retry := false
-	lookup := func(id string) ([protocol.KeySize]byte, bool) {
-		d, ok := s.devices.LookupDevice(id)
-		dev = d
-		return d.PSK, ok
+// logger names the session's device and remote address. It is made when a line is logged,
+// not kept: a production logger's child holds its encoded fields, about 1 KiB a session.
+func (ss *session) logger() *zap.Logger {
+	return ss.srv.log.With(zap.String("device", ss.ev.DeviceID), zap.String("remote", ss.remote))
+}
+
+func (ss *session) end() {
+	if ss.release {
+		<-ss.srv.sem
 	}
-	offerFor := func(h *protocol.Hello) (*protocol.Offer, error) {
-		i, err := s.catalog.Latest(dev.Class, h.Running)
-		switch {
-		case errors.Is(err, ErrRetry):
-			retry = true
-			return &protocol.Offer{Status: protocol.StatusRetry, RetryAfter: 30}, nil
-		case err != nil:
-			return nil, err
-		case i == nil || i.Seq <= h.Running:
-			return &protocol.Offer{Status: protocol.StatusUpToDate}, nil
-		}
-		img = i
-		m := &protocol.Manifest{Seq: i.Seq, Size: i.Size, Class: dev.Class, Digest: i.Digest}
-		if i.Signature != nil {
-			m.Signed, m.Signature = true, *i.Signature
-		}
-		return &protocol.Offer{Status: protocol.StatusOffer, Manifest: m}, nil
+}
+
+func (ss *session) lookup(id string) ([protocol.KeySize]byte, bool) {
+	d, ok := ss.srv.devices.LookupDevice(id)
+	ss.dev = d
+	return d.PSK, ok
+}
+
+func (ss *session) offerFor(h *protocol.Hello) (*protocol.Offer, error) {
+	i, err := ss.srv.catalog.Latest(ss.dev.Class, h.Running)
+	switch {
+	case errors.Is(err, ErrRetry):
+		ss.retry = true
+		return &protocol.Offer{Status: protocol.StatusRetry, RetryAfter: 30}, nil
+	case err != nil:
+		return nil, err
+	case i == nil || i.Seq <= h.Running:
+		return &protocol.Offer{Status: protocol.StatusUpToDate}, nil
 	}
-	idle := &idleConn{Conn: c, idle: s.cfg.IdleTimeout}
-	gc := protocol.NewGatewayConn(idle, s.gwcfg)
-	hello, accept, err := gc.Handshake(lookup, offerFor)
-	ev := Event{Session: session, Remote: remote, Class: dev.Class}
+	ss.img = i
+	m := &protocol.Manifest{Seq: i.Seq, Size: i.Size, Class: ss.dev.Class, Digest: i.Digest}
+	if i.Signature != nil {
+		m.Signed, m.Signature = true, *i.Signature
+	}
+	return &protocol.Offer{Status: protocol.StatusOffer, Manifest: m}, nil
+}
+
+// handshakeDone records how the handshake ended and returns the data session, or nil when the
+// session ends here.
+func (ss *session) handshakeDone(hello *protocol.Hello, accept *protocol.Accept, err error) *protocol.GatewaySession {
+	ev := Event{Session: ss.id, Remote: ss.remote, Class: ss.dev.Class}
 	if hello != nil {
 		ev.DeviceID, ev.Running = hello.DeviceID, hello.Running
 	}
-	log := s.log.With(zap.String("device", ev.DeviceID), zap.String("remote", remote))
+	ss.ev = ev
+	log := ss.logger()
 	if err != nil {
 		ev.Reason, ev.Err = reasonOf(err), err
 		var pe *protocol.PeerError
 		if accept != nil && errors.As(err, &pe) { // authenticated refusal of our offer
 			ev.Kind = EventRefused
-			if img != nil {
-				ev.Seq = img.Seq
+			if ss.img != nil {
+				ev.Seq = ss.img.Seq
 			}
 			log.Warn("device refused the offer", zap.String("reason", ev.Reason))
 		} else {
 			ev.Kind = EventHandshakeFailed
-			lim.Allow() // spend a token: failures are what we rate-limit
+			ss.lim.Allow() // spend a token: failures are what we rate-limit
 			log.Warn("handshake failed", zap.String("reason", ev.Reason), zap.Error(err))
 		}
-		s.record(ev)
-		return
+		ss.srv.record(ev)
+		return nil
 	}
-	sess := gc.Session()
-	if sess == nil && retry {
+	sess := ss.gc.Session()
+	if sess == nil && ss.retry {
 		ev.Kind = EventRetry
 		log.Info("device told to retry: the image is still being fetched")
-		s.record(ev)
-		return
+		ss.srv.record(ev)
+		return nil
 	}
 	if sess == nil {
 		ev.Kind = EventUpToDate
 		log.Debug("device up to date", zap.Uint32("running", hello.Running))
-		s.record(ev)
-		return
+		ss.srv.record(ev)
+		return nil
 	}
+	img := ss.img
 	ev.Seq, ev.Size, ev.Offset = img.Seq, img.Size, accept.Offset
 	ev.Kind = EventAccepted
-	s.record(ev)
+	ss.srv.record(ev)
 	log.Info("streaming", zap.Uint32("seq", img.Seq), zap.Uint32("from", accept.Offset), zap.Uint32("size", img.Size), zap.Uint16("chunk", sess.Manifest().Chunk))
+	ss.ev = ev
+	return sess
+}
 
-	r, err := img.Open()
+// stream sends the image with a write buffer of the session's size class.
+func (ss *session) stream(sess *protocol.GatewaySession) {
+	r, err := ss.img.Open()
 	if err != nil {
-		out, _ := sess.AppendAlert(nil, protocol.CodeUnavailable)
-		c.Write(out) //nolint:errcheck // best effort before closing
-		ev.Kind, ev.Reason, ev.Err = EventFailed, "unavailable", err
-		log.Error("image unavailable", zap.Error(err))
-		s.record(ev)
+		ss.unavailable(sess, err)
 		return
 	}
 	defer r.Close()
-	bufp := s.bufs.get(int(sess.Manifest().Chunk))
-	defer s.bufs.put(bufp)
-	idle.streaming.Store(true)
-	idle.extend()
-	rep, err := gc.Stream(r, (*bufp)[:0], func(m protocol.DeviceMessage) {
-		s.record(Event{Kind: EventProgress, Session: session, DeviceID: ev.DeviceID, Remote: remote, Class: dev.Class, Seq: img.Seq, Size: img.Size, Offset: m.Offset})
-	})
-	ev.Duration = time.Since(start)
+	bufp := ss.srv.bufs.get(int(sess.Manifest().Chunk))
+	defer ss.srv.bufs.put(bufp)
+	ss.idle.streaming.Store(true)
+	ss.idle.extend()
+	rep, err := ss.gc.Stream(r, (*bufp)[:0], ss.progress)
+	ss.streamDone(sess, rep, err)
+}
+
+func (ss *session) unavailable(sess *protocol.GatewaySession, err error) {
+	out, _ := sess.AppendAlert(nil, protocol.CodeUnavailable)
+	ss.idle.Conn.Write(out) //nolint:errcheck // best effort before closing
+	ss.ev.Kind, ss.ev.Reason, ss.ev.Err = EventFailed, "unavailable", err
+	ss.logger().Error("image unavailable", zap.Error(err))
+	ss.srv.record(ss.ev)
+}
+
+func (ss *session) progress(m protocol.DeviceMessage) {
+	ev := &ss.ev
+	ss.srv.record(Event{Kind: EventProgress, Session: ss.id, DeviceID: ev.DeviceID, Remote: ss.remote, Class: ev.Class, Seq: ev.Seq, Size: ev.Size, Offset: m.Offset})
+}
+
+func (ss *session) streamDone(sess *protocol.GatewaySession, rep protocol.DeviceMessage, err error) {
+	ev := ss.ev
+	ev.Duration = time.Since(ss.start)
 	if err != nil {
 		ev.Kind, ev.Reason, ev.Err, ev.Offset = EventFailed, reasonOf(err), err, sess.Acked()
-		log.Warn("transfer ended early", zap.String("reason", ev.Reason), zap.Uint32("durable", ev.Offset), zap.Error(err))
-		s.record(ev)
+		ss.logger().Warn("transfer ended early", zap.String("reason", ev.Reason), zap.Uint32("durable", ev.Offset), zap.Error(err))
+		ss.srv.record(ev)
 		return
 	}
 	ev.Kind, ev.Offset, ev.Reason = EventReport, rep.Offset, protocol.CodeName(rep.Code)
+	log := ss.logger()
 	if rep.Code == protocol.CodeOK {
-		log.Info("device verified the image", zap.Uint32("seq", img.Seq), zap.Duration("took", ev.Duration))
+		log.Info("device verified the image", zap.Uint32("seq", ev.Seq), zap.Duration("took", ev.Duration))
 	} else {
 		log.Warn("device rejected the image", zap.String("reason", ev.Reason))
 	}
-	s.record(ev)
+	ss.srv.record(ev)
 }
 
 // reasonOf names why a session failed: the protocol's reason, or what the network did.
