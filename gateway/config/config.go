@@ -23,6 +23,7 @@ import (
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
 
+	"github.com/fotagate/fotagate/certs/gatewaytls"
 	"github.com/fotagate/fotagate/protocol"
 )
 
@@ -37,6 +38,50 @@ type Config struct {
 	Cache     Cache    `koanf:"cache"`
 	Upstream  Upstream `koanf:"upstream"`
 	Classes   []Class  `koanf:"classes"`
+	TLS       TLS      `koanf:"tls"`
+}
+
+// TLS is the gateway's own HTTPS (admin API, metrics, dashboard), managed by certmagic
+// (certs/gatewaytls). An empty Mode serves plain HTTP, which is allowed on loopback only.
+type TLS struct {
+	Mode               string        `koanf:"mode"`  // "", "acme" or "local_ca"
+	Names              []string      `koanf:"names"` // DNS names and IP addresses of the gateway
+	RenewalWindowRatio float64       `koanf:"renewal_window_ratio"`
+	RenewCheckInterval time.Duration `koanf:"renew_check_interval"`
+	ACME               TLSACME       `koanf:"acme"`
+	LocalCA            TLSLocalCA    `koanf:"local_ca"`
+}
+
+// TLSACME configures ACME (a public CA, or an in-house one such as step-ca).
+type TLSACME struct {
+	DirectoryURL string `koanf:"directory_url"`
+	CARoots      string `koanf:"ca_roots"`
+	Email        string `koanf:"email"`
+	Profile      string `koanf:"profile"`
+	Challenge    string `koanf:"challenge"` // http-01 or tls-alpn-01
+	ListenHost   string `koanf:"listen_host"`
+	HTTPPort     int    `koanf:"http_port"`
+	TLSALPNPort  int    `koanf:"tls_alpn_port"`
+}
+
+// TLSLocalCA configures the LAN-only local CA.
+type TLSLocalCA struct {
+	LeafLifetime time.Duration `koanf:"leaf_lifetime"`
+	RootLifetime time.Duration `koanf:"root_lifetime"`
+	RootName     string        `koanf:"root_name"`
+}
+
+// GatewayTLS is the certs/gatewaytls configuration these settings describe.
+func (c *Config) GatewayTLS() gatewaytls.Config {
+	t := c.TLS
+	return gatewaytls.Config{
+		Mode: t.Mode, Names: t.Names, StateDir: c.StateDir,
+		RenewalWindowRatio: t.RenewalWindowRatio, RenewCheckInterval: t.RenewCheckInterval,
+		ACME: gatewaytls.ACME{DirectoryURL: t.ACME.DirectoryURL, CARootsFile: t.ACME.CARoots, Email: t.ACME.Email,
+			Profile: t.ACME.Profile, Challenge: t.ACME.Challenge, ListenHost: t.ACME.ListenHost,
+			HTTPPort: t.ACME.HTTPPort, TLSALPNPort: t.ACME.TLSALPNPort},
+		LocalCA: gatewaytls.LocalCA{LeafLifetime: t.LocalCA.LeafLifetime, RootLifetime: t.LocalCA.RootLifetime, RootName: t.LocalCA.RootName},
+	}
 }
 
 // Log selects the log format: "console" for people, "json" for machines.
@@ -80,6 +125,9 @@ type Upstream struct {
 	Retries      int           `koanf:"retries"`
 	PollInterval time.Duration `koanf:"poll_interval"`
 	VendorKeys   []string      `koanf:"vendor_keys"` // public key files
+	// TrustReloadInterval is how often the CA bundle and client certificate files are
+	// re-read; a change applies to new connections without a restart.
+	TrustReloadInterval time.Duration `koanf:"trust_reload_interval"`
 }
 
 // Class maps a device class to the URL of its signed manifest.
@@ -98,9 +146,10 @@ func Default() Config {
 			Listen: ":7683", MaxPayload: protocol.MaxPayload, MaxSessions: 10000,
 			HandshakeTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second, FailRate: 1, FailBurst: 10,
 		},
-		Admin:    Admin{Listen: "127.0.0.1:7680"},
-		Cache:    Cache{MaxBytes: 1 << 30},
-		Upstream: Upstream{Transport: "auto", Timeout: 60 * time.Second, Retries: 4, PollInterval: 5 * time.Minute},
+		Admin: Admin{Listen: "127.0.0.1:7680"},
+		Cache: Cache{MaxBytes: 1 << 30},
+		Upstream: Upstream{Transport: "auto", Timeout: 60 * time.Second, Retries: 4, PollInterval: 5 * time.Minute,
+			TrustReloadInterval: 10 * time.Second},
 	}
 }
 
@@ -231,6 +280,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 			bad("admin.listen", "%q is not host:port (for example 127.0.0.1:7680)", c.Admin.Listen)
 		}
+		if host, _, err := net.SplitHostPort(c.Admin.Listen); err == nil && c.TLS.Mode == "" && !isLoopback(host) {
+			bad("admin.listen", "%q is reachable beyond this machine but tls.mode is empty: set tls.mode (acme or local_ca) so the token and fleet data never cross the network in clear, or listen on 127.0.0.1", c.Admin.Listen)
+		}
 		if c.Admin.TokenFile == "" && !c.Admin.AllowAnonymous {
 			bad("admin.token_file", "set a token file, or allow_anonymous: true to serve the API without credentials")
 		}
@@ -279,10 +331,26 @@ func (c *Config) Validate() error {
 			bad(field+".manifest", "%q: must be an https:// URL (no plaintext)", cl.Manifest)
 		}
 	}
+	if c.TLS.Mode != "" {
+		if err := c.GatewayTLS().Validate(); err != nil {
+			bad("tls", "%v", err)
+		}
+	}
+	if c.Upstream.TrustReloadInterval <= 0 {
+		bad("upstream.trust_reload_interval", "must be a positive duration such as 10s")
+	}
 	if len(errs) == 0 {
 		return nil
 	}
 	return fmt.Errorf("invalid configuration:\n  %w", joinIndented(errs))
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func joinIndented(errs []error) error {

@@ -92,3 +92,20 @@ func TestUnknownFileIsAnError(t *testing.T) {
 		t.Fatal("missing file accepted")
 	}
 }
+
+func TestAdminBeyondLoopbackNeedsTLS(t *testing.T) {
+	c := Default()
+	c.Admin.AllowAnonymous = true
+	c.Admin.Listen = "0.0.0.0:7680"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "admin.listen:") {
+		t.Fatalf("plain admin on all interfaces accepted: %v", err)
+	}
+	c.TLS = TLS{Mode: "local_ca", Names: []string{"gw.plant.lan", "192.0.2.10"}}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("with local_ca TLS: %v", err)
+	}
+	c.TLS = TLS{Mode: "acme"} // no directory, no names
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "tls:") {
+		t.Fatalf("incomplete acme accepted: %v", err)
+	}
+}

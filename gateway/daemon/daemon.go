@@ -20,6 +20,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
+	"github.com/fotagate/fotagate/certs/gatewaytls"
+	"github.com/fotagate/fotagate/certs/trust"
 	"github.com/fotagate/fotagate/gateway/admin"
 	"github.com/fotagate/fotagate/gateway/cache"
 	"github.com/fotagate/fotagate/gateway/catalog"
@@ -42,6 +44,8 @@ type Gateway struct {
 	Fleet    *admin.Fleet
 	Metrics  *admin.Metrics
 	Prom     *prometheus.Registry
+	TLS      *gatewaytls.Manager // the admin listener's certificates; nil without tls.mode
+	trust    *trust.Reloader
 	devLn    net.Listener
 	adminLn  net.Listener
 	adminSrv *http.Server
@@ -101,6 +105,13 @@ func New(cfg *config.Config, log *zap.Logger, opt Options) (*Gateway, error) {
 	}, log)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
+	}
+	// The reloader loads the trust files strictly once now and again whenever they change.
+	u := cfg.Upstream
+	g.trust, err = trust.NewReloader(trust.Config{CABundle: u.CABundle, Pins: u.Pins, ClientCert: u.ClientCert,
+		ClientKey: u.ClientKey, Interval: u.TrustReloadInterval}, g.Upstream, log.Named("trust"))
+	if err != nil {
+		return nil, fmt.Errorf("upstream trust: %w", err)
 	}
 	g.Prom = prometheus.NewRegistry()
 	g.Prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -166,11 +177,19 @@ func (g *Gateway) listenAdmin(log *zap.Logger) error {
 	if g.adminLn, err = net.Listen("tcp", a.Listen); err != nil {
 		return fmt.Errorf("admin.listen: %w", err)
 	}
+	if g.cfg.TLS.Mode != "" {
+		if g.TLS, err = gatewaytls.New(g.cfg.GatewayTLS(), log.Named("tls")); err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+	}
 	g.adminSrv = &http.Server{
 		Handler:           admin.Handler(g.Fleet, g.Prom, auth, log),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+	}
+	if g.TLS != nil {
+		g.adminSrv.TLSConfig = g.TLS.TLSConfig()
 	}
 	return nil
 }
@@ -194,27 +213,46 @@ func upstreamRetries(n int) int {
 // DeviceAddr is where devices connect.
 func (g *Gateway) DeviceAddr() net.Addr { return g.devLn.Addr() }
 
-// Reload re-reads the registry (SIGHUP).
-func (g *Gateway) Reload() error { return g.Registry.Reload() }
+// Reload re-reads the registry and the upstream trust files (SIGHUP).
+func (g *Gateway) Reload() error {
+	_, terr := g.trust.Check()
+	return errors.Join(g.Registry.Reload(), terr)
+}
 
 // Run polls the upstream and serves devices until ctx ends, then shuts down gracefully:
 // running transfers get grace to finish; the rest resume later from their durable offsets.
 func (g *Gateway) Run(ctx context.Context, grace time.Duration) error {
 	var wg sync.WaitGroup
 	pollCtx, stopPoll := context.WithCancel(context.Background())
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		g.Catalog.Run(pollCtx, g.cfg.Upstream.PollInterval)
+	}()
+	go func() {
+		defer wg.Done()
+		g.trust.Run(pollCtx)
 	}()
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- g.Server.Serve(g.devLn) }()
 	if g.adminSrv != nil {
 		go func() {
-			if err := g.adminSrv.Serve(g.adminLn); !errors.Is(err, http.ErrServerClosed) {
+			var err error
+			if g.TLS != nil {
+				err = g.adminSrv.ServeTLS(g.adminLn, "", "")
+			} else {
+				err = g.adminSrv.Serve(g.adminLn)
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
 				serveErr <- fmt.Errorf("admin: %w", err)
 			}
 		}()
+		// After the admin server runs, so it can answer a TLS-ALPN-01 challenge itself.
+		if g.TLS != nil {
+			if err := g.TLS.Start(); err != nil {
+				g.log.Error("certificate management did not start; the admin API has no certificate", zap.Error(err))
+			}
+		}
 	}
 	g.log.Info("gateway running", zap.String("gateway_id", g.cfg.GatewayID), zap.Stringer("devices", g.DeviceAddr()),
 		zap.Int("registered_devices", g.Registry.Len()), zap.Int("classes", len(g.cfg.Classes)))
@@ -244,6 +282,9 @@ func (g *Gateway) close() {
 	}
 	if g.adminLn != nil {
 		g.adminLn.Close()
+	}
+	if g.TLS != nil {
+		g.TLS.Close()
 	}
 	if g.Upstream != nil {
 		g.Upstream.Close()

@@ -5,7 +5,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,6 +16,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/fotagate/fotagate/certs/gatewaytls"
 	"github.com/fotagate/fotagate/devicelib"
 	"github.com/fotagate/fotagate/gateway/config"
 	"github.com/fotagate/fotagate/gateway/daemon"
@@ -222,3 +226,61 @@ func TestGatewayRestartMidTransferDeviceResumes(t *testing.T) {
 }
 
 var errNotCut = &net.OpError{Op: "not cut"}
+
+func TestAdminOverLocalCATLSWithToken(t *testing.T) {
+	w := newWorld(t, 10_000, 1)
+	tokenFile := filepath.Join(w.dir, "admin.token")
+	os.WriteFile(tokenFile, []byte("s3cret-token-for-test\n"), 0o600)
+	w.cfg.Admin.Listen = "127.0.0.1:0"
+	w.cfg.Admin.TokenFile = tokenFile
+	w.cfg.TLS = config.TLS{Mode: "local_ca", Names: []string{"127.0.0.1"}}
+	cfg := w.cfg
+	g, err := daemon.New(&cfg, zaptest.NewLogger(t), daemon.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { g.Run(ctx, 0); close(done) }()
+	defer func() { cancel(); <-done }()
+	var root bytes.Buffer
+	if err := gatewaytls.ExportRoot(w.cfg.StateDir, &root); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(root.Bytes())
+	trusting := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	url := "https://" + g.AdminAddr().String()
+	get := func(c *http.Client, path, token string) (int, error) {
+		req, _ := http.NewRequest("GET", url+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	// The certificate is issued in the background: wait, bounded, for the first answer.
+	var code int
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if code, err = get(trusting, "/healthz", ""); err == nil {
+			break
+		}
+	}
+	if err != nil || code != 200 {
+		t.Fatalf("healthz over TLS: %d %v", code, err)
+	}
+	if code, _ := get(trusting, "/api/v1/devices", ""); code != http.StatusUnauthorized {
+		t.Fatalf("devices without token: %d", code)
+	}
+	if code, _ := get(trusting, "/api/v1/devices", "s3cret-token-for-test"); code != 200 {
+		t.Fatalf("devices with token: %d", code)
+	}
+	stranger := &http.Client{Timeout: 10 * time.Second}
+	if _, err := get(stranger, "/healthz", ""); err == nil {
+		t.Fatal("a client without the exported root connected")
+	}
+}

@@ -35,6 +35,7 @@ func newRootCmd() *cobra.Command {
 		newDemoCmd(),
 		newServeCmd(),
 		newCheckCmd(),
+		newCACmd(),
 		newKeygenCmd(), newPublishCmd(),
 		newKeysCmd(),
 	)
