@@ -14,11 +14,13 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/fotagate/fotagate/certs/gatewaytls"
 	"github.com/fotagate/fotagate/gateway/admin"
 	"github.com/fotagate/fotagate/gateway/config"
 	"github.com/fotagate/fotagate/gateway/manifest"
@@ -86,6 +88,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) []Finding {
 		c.listen("admin.listen", cfg.Admin.Listen)
 	}
 	c.stateDir(cfg)
+	c.gatewayTLS(cfg)
 	c.pemCerts("upstream.ca_bundle", cfg.Upstream.CABundle)
 	c.pemCerts("upstream.client_cert", cfg.Upstream.ClientCert)
 	if len(cfg.Classes) == 0 {
@@ -168,6 +171,29 @@ func (c *checker) adminToken(cfg *config.Config) {
 		return
 	}
 	c.add(OK, "admin.token_file", "", "present, private")
+}
+
+// gatewayTLS checks the local CA root the gateway keeps (tls.mode local_ca); before the first
+// start there is none yet, which is fine.
+func (c *checker) gatewayTLS(cfg *config.Config) {
+	if cfg.TLS.Mode != gatewaytls.ModeLocalCA {
+		return
+	}
+	dir := filepath.Join(cfg.StateDir, gatewaytls.RootDir)
+	key := filepath.Join(dir, gatewaytls.RootKeyFile)
+	fi, err := os.Stat(key)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		c.add(OK, "tls local CA", "", "no root yet: the gateway makes one on first start (then: fotagate ca export)")
+		return
+	case err != nil:
+		c.add(Fail, "tls local CA "+key, "make it readable by the gateway's user", "%v", err)
+		return
+	case fi.Mode().Perm()&0o077 != 0:
+		c.add(Fail, "tls local CA "+key, "run: chmod 600 "+key, "root key is open to other users (mode %04o)", fi.Mode().Perm())
+		return
+	}
+	c.pemCerts("tls local CA root", filepath.Join(dir, gatewaytls.RootCertFile))
 }
 
 func (c *checker) listen(field, addr string) {

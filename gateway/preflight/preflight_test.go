@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fotagate/fotagate/certs/gatewaytls"
 	"github.com/fotagate/fotagate/gateway/config"
 	"github.com/fotagate/fotagate/gateway/demo"
 	"github.com/fotagate/fotagate/gateway/manifest"
@@ -108,6 +109,15 @@ func TestEachProblemFailsWithItsFix(t *testing.T) {
 			soon, _ := setup(t, time.Now().Add(48*time.Hour))
 			*cfg = *soon
 		}, "class " + class, Warn, "re-publish"},
+		{"local CA root key readable by others", func(t *testing.T, cfg *config.Config, dir string) {
+			cfg.TLS = config.TLS{Mode: gatewaytls.ModeLocalCA, Names: []string{"gw.plant.lan"}}
+			m, err := gatewaytls.New(cfg.GatewayTLS(), zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Close()
+			os.Chmod(filepath.Join(cfg.StateDir, gatewaytls.RootDir, gatewaytls.RootKeyFile), 0o640)
+		}, "tls local CA", Fail, "chmod 600"},
 		{"admin token readable by others", func(t *testing.T, cfg *config.Config, dir string) {
 			f := filepath.Join(dir, "token")
 			os.WriteFile(f, []byte("secret-token\n"), 0o644)
