@@ -4,7 +4,7 @@
 GO ?= go
 STATICCHECK = $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test deps gotest ctest lint demo fuzz vectors bench
+.PHONY: test deps gotest ctest lint demo fuzz vectors bench deb
 
 test: deps gotest ctest
 
@@ -43,3 +43,8 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./protocol/...
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./gateway/server
+
+# Builds dist/fotagate_<version>_<arch>.deb (deploy/README.md).
+VERSION ?= $(shell git describe --tags 2>/dev/null || echo 0.1.0)
+deb:
+	$(GO) run ./deploy/cmd/fotagate-pkg --version $(VERSION)
