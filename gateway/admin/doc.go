@@ -1,5 +1,6 @@
 // Package admin is the gateway's operator side. Fleet keeps the state of every device from
-// what the device server records (it is the server's Recorder), Metrics counts sessions,
+// what the device server records (it is the server's Recorder), with the refusals of devices
+// and of upstream releases (RecordUpstreamRefusal) in one recent ring; Metrics counts sessions,
 // bytes, upstream fetches and cache lookups on a per-gateway Prometheus registry, and Handler
 // serves both over an authenticated HTTP API.
 //

@@ -75,7 +75,8 @@ type Counters struct {
 // Refusal is one entry of the ring of recent refusals and failures.
 type Refusal struct {
 	Time time.Time `json:"time"`
-	// Kind is "handshake_failed" or the Outcome "refused", "verify_failed" or "failed".
+	// Kind is "handshake_failed", the Outcome "refused", "verify_failed" or "failed" of a
+	// device session, or KindUpstream for a release the catalog refused.
 	Kind string `json:"kind"`
 	// DeviceID is set for authenticated events only.
 	DeviceID string `json:"device_id,omitempty"`
@@ -85,13 +86,24 @@ type Refusal struct {
 	Remote    string `json:"remote,omitempty"`
 	Reason    string `json:"reason"`
 	Seq       uint32 `json:"seq,omitempty"`
+	// Class and Error are set for upstream refusals only: the class whose release was
+	// refused and the error that explains why (clipped).
+	Class string `json:"class,omitempty"`
+	Error string `json:"error,omitempty"`
 }
+
+// KindUpstream is the Refusal.Kind of a release the catalog refused, and EventUpstreamRefused
+// the Change.Event that announces it.
+const (
+	KindUpstream         = "upstream"
+	EventUpstreamRefused = "upstream_refused"
+)
 
 // Change is one recorded event as a subscriber sees it.
 type Change struct {
 	Seq   uint64    `json:"seq"` // one more than the Fleet's previous change; gaps mean Missed
 	Time  time.Time `json:"time"`
-	Event string    `json:"event"` // server.EventKind name: "accepted", "progress"...
+	Event string    `json:"event"` // server.EventKind name ("accepted", "progress"...) or EventUpstreamRefused
 	// Device is the device's state after the event; nil for a failed handshake. Every
 	// subscriber gets the same pointer: read it, do not change it.
 	Device *Device `json:"device,omitempty"`
@@ -114,8 +126,10 @@ type FleetConfig struct {
 const (
 	defaultRecentSize       = 200
 	defaultSubscriberBuffer = 256
-	maxReasonLen            = 64  // protocol.Reason names are far shorter
+	maxReasonLen            = 64  // protocol.Reason names and catalog reasons are far shorter
 	maxRemoteLen            = 128 // an IPv6 host:port with a zone fits
+	maxClassLen             = 64
+	maxErrorLen             = 512 // an upstream error names a URL and a certificate problem
 )
 
 // Fleet keeps the state of the devices the device server talks to. It implements
@@ -353,14 +367,40 @@ func (f *Fleet) pushRecent(r Refusal) *Refusal {
 	return &r
 }
 
-// publish offers a change to every subscriber without waiting. Callers hold f.mu, which
-// keeps the changes in Seq order and lets unsubscribe close channels safely.
+// RecordUpstreamRefusal adds a release the catalog refused (wire it to
+// catalog.Config.OnRefusal) to the recent ring with Kind KindUpstream, and announces it to
+// subscribers as an EventUpstreamRefused Change. Devices and metrics are untouched. The
+// error's text is kept, clipped: it is what tells the operator which certificate, signature
+// or digest was wrong.
+func (f *Fleet) RecordUpstreamRefusal(class, reason string, err error) {
+	r := Refusal{Kind: KindUpstream, Class: clipText(class, maxClassLen), Reason: clipText(reason, maxReasonLen)}
+	if err != nil {
+		r.Error = clipText(err.Error(), maxErrorLen)
+	}
+	now := f.now()
+	r.Time = now
+	f.mu.Lock()
+	f.seq++
+	ref := f.pushRecent(r)
+	if len(f.subs) > 0 {
+		f.send(Change{Seq: f.seq, Time: now, Event: EventUpstreamRefused, Refusal: ref})
+	}
+	f.mu.Unlock()
+}
+
+// publish offers the change an event made to every subscriber without waiting. Callers hold
+// f.mu, which keeps the changes in Seq order and lets unsubscribe close channels safely.
 func (f *Fleet) publish(e server.Event, now time.Time, d *device, ref *Refusal) {
 	c := Change{Seq: f.seq, Time: now, Event: kindName(e.Kind), Refusal: ref}
 	if d != nil {
 		s := d.snapshot(now)
 		c.Device = &s
 	}
+	f.send(c)
+}
+
+// send offers c to every subscriber without waiting. Callers hold f.mu.
+func (f *Fleet) send(c Change) {
 	for s := range f.subs {
 		c.Missed = s.missed
 		select {
@@ -371,6 +411,29 @@ func (f *Fleet) publish(e server.Event, now time.Time, d *device, ref *Refusal) 
 			s.dropped++
 		}
 	}
+}
+
+// Snapshot is the whole fleet as of one change, read under one lock: what a subscriber
+// loads first, and reloads after a Change with Missed > 0. Changes with a Seq above Seq are
+// not in it; those at or below are.
+type Snapshot struct {
+	Seq      uint64    `json:"seq"`
+	Devices  []Device  `json:"devices"`  // sorted by ID
+	Refusals []Refusal `json:"refusals"` // newest first
+	Total    uint64    `json:"total"`    // refusals recorded in all
+}
+
+// Snapshot returns the devices and the recent ring as of the latest change.
+func (f *Fleet) Snapshot() Snapshot {
+	now := f.now()
+	f.mu.Lock()
+	s := Snapshot{Seq: f.seq, Devices: make([]Device, 0, len(f.devices)), Refusals: f.recentLocked(), Total: f.total}
+	for _, d := range f.devices {
+		s.Devices = append(s.Devices, d.snapshot(now))
+	}
+	f.mu.Unlock()
+	slices.SortFunc(s.Devices, func(a, b Device) int { return strings.Compare(a.ID, b.ID) })
+	return s
 }
 
 // Devices returns a snapshot of every device, sorted by ID.
@@ -404,13 +467,18 @@ func (f *Fleet) Device(id string) (Device, bool) {
 func (f *Fleet) Recent() (entries []Refusal, total uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.recentLocked(), f.total
+}
+
+// recentLocked copies the ring, newest first. Callers hold f.mu.
+func (f *Fleet) recentLocked() []Refusal {
 	out := make([]Refusal, 0, len(f.recent))
 	// The newest entry sits just before next (or at the end while the ring fills).
 	for i := range len(f.recent) {
 		j := (f.next - 1 - i + 2*len(f.recent)) % len(f.recent)
 		out = append(out, f.recent[j])
 	}
-	return out, f.total
+	return out
 }
 
 // Subscribe returns a channel of changes, one per recorded event, until ctx ends; then the
@@ -457,4 +525,10 @@ func clip(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// clipText clips free text (an error message, a configured name) and repairs a character
+// the cut split, so what the ring keeps is valid UTF-8 for JSON and HTML.
+func clipText(s string, n int) string {
+	return strings.ToValidUTF8(clip(s, n), "\uFFFD")
 }

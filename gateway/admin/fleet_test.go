@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -593,5 +594,80 @@ func TestRetryIsRecordedAsRetryNotUpToDate(t *testing.T) {
 	d, ok := f.Device("dev-01")
 	if !ok || d.LastResult == nil || d.LastResult.Outcome != OutcomeRetry || d.Running != 3 || d.Counters.UpToDate != 0 {
 		t.Fatalf("retry recorded as %+v", d)
+	}
+}
+
+func TestUpstreamRefusalEntersTheRingAndReachesSubscribers(t *testing.T) {
+	f, _, _, clk := newTestFleet(t, FleetConfig{})
+	ch := f.Subscribe(t.Context())
+	f.Record(accepted("dev-01", 1, 2, 1000, 0))
+	clk.Advance(time.Second)
+	f.RecordUpstreamRefusal("esp8266-a", "rollback", fmt.Errorf("manifest sequence 3 below the accepted 4"))
+
+	entries, total := f.Recent()
+	if total != 1 || len(entries) != 1 {
+		t.Fatalf("ring holds %d of %d, want the upstream refusal alone", len(entries), total)
+	}
+	want := Refusal{Time: clk.Now(), Kind: KindUpstream, Class: "esp8266-a", Reason: "rollback", Error: "manifest sequence 3 below the accepted 4"}
+	if entries[0] != want {
+		t.Fatalf("entry %+v, want %+v", entries[0], want)
+	}
+	receive(t, ch) // accepted
+	c := receive(t, ch)
+	if c.Seq != 2 || c.Event != EventUpstreamRefused || c.Device != nil || c.Refusal == nil || *c.Refusal != want {
+		t.Fatalf("change %+v", c)
+	}
+	if d, _ := f.Device("dev-01"); d.Counters.Refused != 0 || d.Transfer == nil {
+		t.Fatalf("an upstream refusal changed a device: %+v", d)
+	}
+}
+
+func TestUpstreamRefusalLeavesDeviceMetricsAlone(t *testing.T) {
+	f, _, reg, _ := newTestFleet(t, FleetConfig{})
+	before, err := testutil.GatherAndCount(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.RecordUpstreamRefusal("esp8266-a", "manifest does not verify", nil)
+	// Labelled series appear on their first observation: an upstream refusal makes none.
+	if after, err := testutil.GatherAndCount(reg); err != nil || after != before {
+		t.Fatalf("series %d before, %d after (%v)", before, after, err)
+	}
+}
+
+func TestUpstreamRefusalIsClippedToValidText(t *testing.T) {
+	f, _, _, _ := newTestFleet(t, FleetConfig{})
+	long := strings.Repeat("é", maxErrorLen) // two bytes each: a cut may split one
+	f.RecordUpstreamRefusal(strings.Repeat("c", 1000), strings.Repeat("r", 1000), fmt.Errorf("x%s", long))
+	f.RecordUpstreamRefusal("esp8266-a", "image download failed", nil)
+	entries, _ := f.Recent()
+	r := entries[1]
+	if len(r.Class) > maxClassLen || len(r.Reason) > maxReasonLen || len(r.Error) > maxErrorLen+3 {
+		t.Fatalf("not clipped: class %d, reason %d, error %d bytes", len(r.Class), len(r.Reason), len(r.Error))
+	}
+	if !utf8.ValidString(r.Error) {
+		t.Fatal("clipped error is not valid UTF-8")
+	}
+	if entries[0].Error != "" {
+		t.Fatalf("nil error kept as %q", entries[0].Error)
+	}
+}
+
+func TestSnapshotIsConsistentWithChangeSeq(t *testing.T) {
+	f, _, _, _ := newTestFleet(t, FleetConfig{})
+	if s := f.Snapshot(); s.Seq != 0 || len(s.Devices) != 0 || len(s.Refusals) != 0 || s.Total != 0 {
+		t.Fatalf("empty fleet: %+v", s)
+	}
+	f.Record(accepted("dev-02", 1, 2, 1000, 0))
+	f.Record(handshakeFailed("dev-99", remote, "auth_failed"))
+	f.Record(accepted("dev-01", 1, 2, 1000, 0))
+	ch := f.Subscribe(t.Context())
+	s := f.Snapshot()
+	f.Record(progress("dev-01", 2, 1000, 500))
+	if s.Seq != 3 || len(s.Devices) != 2 || s.Devices[0].ID != "dev-01" || len(s.Refusals) != 1 || s.Total != 1 {
+		t.Fatalf("snapshot %+v", s)
+	}
+	if c := receive(t, ch); c.Seq != s.Seq+1 {
+		t.Fatalf("first change after the snapshot has Seq %d, want %d", c.Seq, s.Seq+1)
 	}
 }

@@ -1,6 +1,6 @@
 // Package daemon assembles a whole gateway from its configuration: registry, upstream client,
-// cache, catalog, device server, and the fleet view, metrics and admin API, in the order of
-// the gateway's data flow. `fotagate serve` runs it for real and `fotagate demo` runs the same
+// cache, catalog, device server, and the fleet view, metrics, admin API and dashboard, in the
+// order of the gateway's data flow. `fotagate serve` runs it for real and `fotagate demo` runs the same
 // assembly against an in-process upstream, so the demo shows the product, not a model of it.
 package daemon
 
@@ -26,6 +26,7 @@ import (
 	"github.com/fotagate/fotagate/gateway/cache"
 	"github.com/fotagate/fotagate/gateway/catalog"
 	"github.com/fotagate/fotagate/gateway/config"
+	"github.com/fotagate/fotagate/gateway/dashboard"
 	"github.com/fotagate/fotagate/gateway/manifest"
 	"github.com/fotagate/fotagate/gateway/registry"
 	"github.com/fotagate/fotagate/gateway/server"
@@ -131,7 +132,12 @@ func New(cfg *config.Config, log *zap.Logger, opt Options) (*Gateway, error) {
 		Classes: classes, Fetcher: g.Upstream, Cache: g.Cache,
 		Verifier:  &manifest.Verifier{Keys: keys},
 		StateFile: filepath.Join(cfg.StateDir, "catalog.json"),
-		Log:       log.Named("catalog"), Observer: g.Metrics, OnRefusal: opt.OnRefusal,
+		Log:       log.Named("catalog"), Observer: g.Metrics, OnRefusal: func(r catalog.Refusal) {
+			g.Fleet.RecordUpstreamRefusal(r.Class, r.Reason, r.Err)
+			if opt.OnRefusal != nil {
+				opt.OnRefusal(r)
+			}
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -182,8 +188,15 @@ func (g *Gateway) listenAdmin(log *zap.Logger) error {
 			return fmt.Errorf("tls: %w", err)
 		}
 	}
+	mux := http.NewServeMux()
+	mux.Handle(dashboard.Prefix, dashboard.Handler(dashboard.Sources{
+		Gateway: g.cfg.GatewayID, Fleet: g.Fleet,
+		Catalog: g.Catalog.Status, Cache: g.Cache.List, CacheStats: g.Cache.Stats,
+		Upstream: func() string { return "transport " + g.cfg.Upstream.Transport },
+	}, auth, log.Named("dashboard")))
+	mux.Handle("/", admin.Handler(g.Fleet, g.Prom, auth, log))
 	g.adminSrv = &http.Server{
-		Handler:           admin.Handler(g.Fleet, g.Prom, auth, log),
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,

@@ -279,6 +279,12 @@ func TestAdminOverLocalCATLSWithToken(t *testing.T) {
 	if code, _ := get(trusting, "/api/v1/devices", "s3cret-token-for-test"); code != 200 {
 		t.Fatalf("devices with token: %d", code)
 	}
+	if code, _ := get(trusting, "/dashboard/", ""); code != http.StatusUnauthorized {
+		t.Fatalf("dashboard without credentials: %d", code)
+	}
+	if code, _ := get(trusting, "/dashboard/", "s3cret-token-for-test"); code != 200 {
+		t.Fatalf("dashboard with token: %d", code)
+	}
 	stranger := &http.Client{Timeout: 10 * time.Second}
 	if _, err := get(stranger, "/healthz", ""); err == nil {
 		t.Fatal("a client without the exported root connected")
