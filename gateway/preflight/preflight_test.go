@@ -3,6 +3,7 @@ package preflight
 import (
 	"context"
 	"crypto/rand"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fotagate/fotagate/certs/gatewaytls"
+	"github.com/fotagate/fotagate/certs/localca"
 	"github.com/fotagate/fotagate/gateway/config"
 	"github.com/fotagate/fotagate/gateway/demo"
 	"github.com/fotagate/fotagate/gateway/manifest"
@@ -102,6 +104,18 @@ func TestEachProblemFailsWithItsFix(t *testing.T) {
 			manifest.SavePublicKey(f, pub)
 			cfg.Upstream.VendorKeys = []string{f}
 		}, "class " + class, Fail, "upstream.vendor_keys"},
+		{"manifest signature does not match", func(t *testing.T, cfg *config.Config, dir string) {
+			doc := filepath.Join(dir, "site", class, "manifest.json")
+			b, _ := os.ReadFile(doc)
+			os.WriteFile(doc, []byte(strings.Replace(string(b), `"1.2"`, `"1.3"`, 1)), 0o644)
+		}, "class " + class, Fail, "do not serve it"},
+		{"expired certificate in the CA bundle", func(t *testing.T, cfg *config.Config, dir string) {
+			ca, _ := localca.New("old vendor CA", time.Hour)
+			old, _ := ca.Issue(localca.Leaf{Hosts: []string{"old.example"}, NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)})
+			f, _ := os.OpenFile(cfg.Upstream.CABundle, os.O_APPEND|os.O_WRONLY, 0)
+			pem.Encode(f, &pem.Block{Type: "CERTIFICATE", Bytes: old.Certificate[0]})
+			f.Close()
+		}, "upstream.ca_bundle", Fail, "renewed certificate"},
 		{"missing vendor key file", func(t *testing.T, cfg *config.Config, dir string) {
 			cfg.Upstream.VendorKeys = []string{filepath.Join(dir, "absent.pub")}
 		}, "vendor key", Fail, ""},
