@@ -103,8 +103,11 @@ type Devices struct {
 
 // Admin configures the admin HTTP API and metrics.
 type Admin struct {
-	Listen         string `koanf:"listen"` // empty disables it
-	TokenFile      string `koanf:"token_file"`
+	Listen    string `koanf:"listen"` // empty disables it
+	TokenFile string `koanf:"token_file"`
+	// ClientCA is a PEM file of the CAs whose client certificates are accepted instead of the
+	// token (needs tls.mode): operators' browsers or tools present one.
+	ClientCA       string `koanf:"client_ca"`
 	AllowAnonymous bool   `koanf:"allow_anonymous"`
 }
 
@@ -283,8 +286,11 @@ func (c *Config) Validate() error {
 		if host, _, err := net.SplitHostPort(c.Admin.Listen); err == nil && c.TLS.Mode == "" && !isLoopback(host) {
 			bad("admin.listen", "%q is reachable beyond this machine but tls.mode is empty: set tls.mode (acme or local_ca) so the token and fleet data never cross the network in clear, or listen on 127.0.0.1", c.Admin.Listen)
 		}
-		if c.Admin.TokenFile == "" && !c.Admin.AllowAnonymous {
-			bad("admin.token_file", "set a token file, or allow_anonymous: true to serve the API without credentials")
+		if c.Admin.TokenFile == "" && c.Admin.ClientCA == "" && !c.Admin.AllowAnonymous {
+			bad("admin.token_file", "set a token file or admin.client_ca, or allow_anonymous: true to serve the API without credentials")
+		}
+		if c.Admin.ClientCA != "" && c.TLS.Mode == "" {
+			bad("admin.client_ca", "client certificates need TLS: set tls.mode (acme or local_ca)")
 		}
 	}
 	if c.Devices.MaxPayload < protocol.MinPayload || c.Devices.MaxPayload > protocol.MaxPayload {

@@ -7,10 +7,13 @@ package daemon
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -179,6 +182,19 @@ func (g *Gateway) listenAdmin(log *zap.Logger) error {
 	case a.AllowAnonymous:
 		auth = admin.AllowAnonymous()
 	}
+	var clientCAs *x509.CertPool
+	if a.ClientCA != "" {
+		pem, err := os.ReadFile(a.ClientCA)
+		if err != nil {
+			return fmt.Errorf("admin.client_ca: %w", err)
+		}
+		clientCAs = x509.NewCertPool()
+		if !clientCAs.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("admin.client_ca: %s holds no PEM certificate", a.ClientCA)
+		}
+		// Verified by the TLS layer against client_ca; any such certificate is an operator's.
+		auth = admin.AnyOf(auth, admin.ClientCertAuth(nil))
+	}
 	var err error
 	if g.adminLn, err = net.Listen("tcp", a.Listen); err != nil {
 		return fmt.Errorf("admin.listen: %w", err)
@@ -203,6 +219,10 @@ func (g *Gateway) listenAdmin(log *zap.Logger) error {
 	}
 	if g.TLS != nil {
 		g.adminSrv.TLSConfig = g.TLS.TLSConfig()
+		if clientCAs != nil {
+			g.adminSrv.TLSConfig.ClientCAs = clientCAs
+			g.adminSrv.TLSConfig.ClientAuth = tls.VerifyClientCertIfGiven
+		}
 	}
 	return nil
 }

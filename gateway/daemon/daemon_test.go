@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/fotagate/fotagate/certs/gatewaytls"
+	"github.com/fotagate/fotagate/certs/localca"
 	"github.com/fotagate/fotagate/devicelib"
 	"github.com/fotagate/fotagate/gateway/config"
 	"github.com/fotagate/fotagate/gateway/daemon"
@@ -234,6 +235,16 @@ func TestAdminOverLocalCATLSWithToken(t *testing.T) {
 	w.cfg.Admin.Listen = "127.0.0.1:0"
 	w.cfg.Admin.TokenFile = tokenFile
 	w.cfg.TLS = config.TLS{Mode: "local_ca", Names: []string{"127.0.0.1"}}
+	opCA, err := localca.New("operators", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	operatorCert, err := opCA.Issue(localca.Leaf{Client: true, NotAfter: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.cfg.Admin.ClientCA = filepath.Join(w.dir, "operators.pem")
+	opCA.WriteCertPEM(w.cfg.Admin.ClientCA)
 	cfg := w.cfg
 	g, err := daemon.New(&cfg, zaptest.NewLogger(t), daemon.Options{})
 	if err != nil {
@@ -284,6 +295,12 @@ func TestAdminOverLocalCATLSWithToken(t *testing.T) {
 	}
 	if code, _ := get(trusting, "/dashboard/", "s3cret-token-for-test"); code != 200 {
 		t.Fatalf("dashboard with token: %d", code)
+	}
+	// An operator's client certificate from admin.client_ca opens the API without a token.
+	withCert := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: pool, Certificates: []tls.Certificate{operatorCert}}}}
+	if code, err := get(withCert, "/api/v1/devices", ""); err != nil || code != 200 {
+		t.Fatalf("devices with an operator certificate: %d %v", code, err)
 	}
 	stranger := &http.Client{Timeout: 10 * time.Second}
 	if _, err := get(stranger, "/healthz", ""); err == nil {
