@@ -43,16 +43,36 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildHarness compiles tests/harness.c once, through the Makefile so the flags are the
-// Makefile's (warnings as errors, sanitizers).
-var buildHarness = sync.OnceValues(func() (string, error) {
-	bin := filepath.Join(buildDir, "harness")
-	out, err := exec.Command("make", "-s", "BUILD="+buildDir, bin).CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("building the C harness (needs make and gcc: run ./.ci/deps): %v\n%s", err, out)
+// buildHarness compiles tests/harness.c.
+func buildHarness() (string, error) { return testBinary("harness") }
+
+// testBinaries builds, once and in one make run (two jobs: CI has two cores), every C program
+// the tests run, into buildDir, so the flags are the Makefile's (warnings as errors,
+// sanitizers): the crypto harness, the device harnesses, and fotadev-c for each chunk limit,
+// with the sanitizers added.
+var testBinaries = sync.OnceValue(func() error {
+	targets := []string{"harness", "vectors", "vectors_64"}
+	for _, n := range interopPayloads {
+		targets = append(targets, fmt.Sprintf("fotadev-c-%d", n))
 	}
-	return bin, nil
+	args := []string{"-s", "-j2", "BUILD=" + buildDir,
+		"FOTADEV_CFLAGS=-fsanitize=address,undefined -fno-sanitize-recover=all"}
+	for _, t := range targets {
+		args = append(args, filepath.Join(buildDir, t))
+	}
+	if out, err := exec.Command("make", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("building the C test programs (needs make and gcc: run ./.ci/deps): %v\n%s", err, out)
+	}
+	return nil
 })
+
+// testBinary returns the path of one of the programs testBinaries builds.
+func testBinary(name string) (string, error) {
+	if err := testBinaries(); err != nil {
+		return "", err
+	}
+	return filepath.Join(buildDir, name), nil
+}
 
 // harness is one running tests/harness.c: each request line gets one answer line.
 type harness struct {
@@ -62,9 +82,12 @@ type harness struct {
 	stderr bytes.Buffer
 }
 
-func startHarness(t *testing.T) *harness {
+func startHarness(t *testing.T) *harness { return startProgram(t, buildHarness) }
+
+// startProgram runs the line-protocol program that build returns.
+func startProgram(t *testing.T, build func() (string, error)) *harness {
 	t.Helper()
-	bin, err := buildHarness()
+	bin, err := build()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -132,6 +132,34 @@ int fota_aead_open(const uint8_t tag[FOTA_AEAD_TAG_SIZE],
                    const uint8_t nonce[FOTA_AEAD_NONCE_SIZE],
                    const uint8_t *ad, size_t ad_len);
 
+/*
+ * Working state of one seal or open: private fields. The calls above keep
+ * it on their stack; the _ctx variants below take it from the caller,
+ * who can keep it in a long-lived struct (fota.h does) and so needs
+ * about 250 bytes less stack. It is wiped at the end of every call.
+ */
+typedef struct {
+	fota_poly1305_ctx poly;
+	uint32_t chacha[16];  /* the ChaCha20 state */
+	uint8_t block[32];    /* one-time key, then lengths, then the tag */
+} fota_aead_ctx;
+
+/* fota_aead_seal with its working state in *ctx. */
+void fota_aead_seal_ctx(fota_aead_ctx *ctx,
+                        uint8_t tag[FOTA_AEAD_TAG_SIZE],
+                        uint8_t *buf, size_t len,
+                        const uint8_t key[FOTA_AEAD_KEY_SIZE],
+                        const uint8_t nonce[FOTA_AEAD_NONCE_SIZE],
+                        const uint8_t *ad, size_t ad_len);
+
+/* fota_aead_open with its working state in *ctx. */
+int fota_aead_open_ctx(fota_aead_ctx *ctx,
+                       const uint8_t tag[FOTA_AEAD_TAG_SIZE],
+                       uint8_t *buf, size_t len,
+                       const uint8_t key[FOTA_AEAD_KEY_SIZE],
+                       const uint8_t nonce[FOTA_AEAD_NONCE_SIZE],
+                       const uint8_t *ad, size_t ad_len);
+
 /* ------------------------------------------------------------------ */
 /* SHA-256 (FIPS 180-4)                                               */
 /* ------------------------------------------------------------------ */

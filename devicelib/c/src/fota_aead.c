@@ -20,34 +20,71 @@ static void mac_padded(fota_poly1305_ctx *p, const uint8_t *data, size_t len)
 }
 
 /*
- * The tag over (ad, ciphertext) under the one-time Poly1305 key, which
- * is the first 32 bytes of ChaCha20 block 0 (section 2.6).
+ * The tag over (ad, ciphertext), into ctx->block[0..15]. The one-time
+ * Poly1305 key is the first 32 bytes of ChaCha20 block 0 (section 2.6);
+ * once the MAC has taken it, the same 32 bytes hold the lengths and then
+ * the tag, so the whole computation needs no stack beyond its frames.
  */
-static void aead_tag(uint8_t tag[FOTA_AEAD_TAG_SIZE],
+static void aead_tag(fota_aead_ctx *ctx,
                      const uint8_t key[FOTA_AEAD_KEY_SIZE],
                      const uint8_t nonce[FOTA_AEAD_NONCE_SIZE],
                      const uint8_t *ad, size_t ad_len,
                      const uint8_t *ct, size_t ct_len)
 {
-	fota_poly1305_ctx p;
-	uint8_t block0[64];   /* a whole block: no short-block copy */
-	uint8_t lens[16];
+	uint8_t *b = ctx->block;
 
-	memset(block0, 0, sizeof block0);
-	(void)fota_chacha20(block0, sizeof block0, key, nonce, 0);
-	fota_poly1305_init(&p, block0);   /* reads the first 32 bytes */
-	fota_wipe(block0, sizeof block0);
+	memset(b, 0, sizeof ctx->block);
+	(void)fota_chacha20_state(ctx->chacha, b, sizeof ctx->block, key, nonce, 0);
+	fota_poly1305_init(&ctx->poly, b);
 
-	mac_padded(&p, ad, ad_len);
-	mac_padded(&p, ct, ct_len);
+	mac_padded(&ctx->poly, ad, ad_len);
+	mac_padded(&ctx->poly, ct, ct_len);
 
 	/* Both lengths as 64-bit little-endian; size_t may be 32-bit. */
-	fota_store32_le(lens, (uint32_t)ad_len);
-	fota_store32_le(lens + 4, (uint32_t)((uint64_t)ad_len >> 32));
-	fota_store32_le(lens + 8, (uint32_t)ct_len);
-	fota_store32_le(lens + 12, (uint32_t)((uint64_t)ct_len >> 32));
-	fota_poly1305_update(&p, lens, sizeof lens);
-	fota_poly1305_final(&p, tag);   /* wipes p */
+	fota_store32_le(b, (uint32_t)ad_len);
+	fota_store32_le(b + 4, (uint32_t)((uint64_t)ad_len >> 32));
+	fota_store32_le(b + 8, (uint32_t)ct_len);
+	fota_store32_le(b + 12, (uint32_t)((uint64_t)ct_len >> 32));
+	fota_poly1305_update(&ctx->poly, b, 16);
+	fota_poly1305_final(&ctx->poly, b);   /* wipes the MAC state */
+}
+
+void fota_aead_seal_ctx(fota_aead_ctx *ctx,
+                        uint8_t tag[FOTA_AEAD_TAG_SIZE],
+                        uint8_t *buf, size_t len,
+                        const uint8_t key[FOTA_AEAD_KEY_SIZE],
+                        const uint8_t nonce[FOTA_AEAD_NONCE_SIZE],
+                        const uint8_t *ad, size_t ad_len)
+{
+	/* Block 0 keys Poly1305; the message is encrypted from block 1. */
+	(void)fota_chacha20_state(ctx->chacha, buf, len, key, nonce, 1);
+	aead_tag(ctx, key, nonce, ad, ad_len, buf, len);
+	memcpy(tag, ctx->block, FOTA_AEAD_TAG_SIZE);
+	fota_wipe(ctx->block, sizeof ctx->block);   /* the MAC state is wiped */
+}
+
+int fota_aead_open_ctx(fota_aead_ctx *ctx,
+                       const uint8_t tag[FOTA_AEAD_TAG_SIZE],
+                       uint8_t *buf, size_t len,
+                       const uint8_t key[FOTA_AEAD_KEY_SIZE],
+                       const uint8_t nonce[FOTA_AEAD_NONCE_SIZE],
+                       const uint8_t *ad, size_t ad_len)
+{
+	int ok;
+
+	aead_tag(ctx, key, nonce, ad, ad_len, buf, len);
+	/*
+	 * Compare all 16 bytes in constant time: an early exit would tell a
+	 * forger how many leading bytes of a guessed tag were right. The
+	 * branch below is on the verdict only, which is public anyway.
+	 */
+	ok = fota_ct_equal(ctx->block, tag, FOTA_AEAD_TAG_SIZE);
+	fota_wipe(ctx->block, sizeof ctx->block);
+	if (!ok) {
+		return -1;
+	}
+	(void)fota_chacha20_state(ctx->chacha, buf, len, key, nonce, 1);
+	return 0;
 }
 
 void fota_aead_seal(uint8_t tag[FOTA_AEAD_TAG_SIZE],
@@ -56,9 +93,9 @@ void fota_aead_seal(uint8_t tag[FOTA_AEAD_TAG_SIZE],
                     const uint8_t nonce[FOTA_AEAD_NONCE_SIZE],
                     const uint8_t *ad, size_t ad_len)
 {
-	/* Block 0 keys Poly1305; the message is encrypted from block 1. */
-	(void)fota_chacha20(buf, len, key, nonce, 1);
-	aead_tag(tag, key, nonce, ad, ad_len, buf, len);
+	fota_aead_ctx ctx;
+
+	fota_aead_seal_ctx(&ctx, tag, buf, len, key, nonce, ad, ad_len);
 }
 
 int fota_aead_open(const uint8_t tag[FOTA_AEAD_TAG_SIZE],
@@ -67,20 +104,7 @@ int fota_aead_open(const uint8_t tag[FOTA_AEAD_TAG_SIZE],
                    const uint8_t nonce[FOTA_AEAD_NONCE_SIZE],
                    const uint8_t *ad, size_t ad_len)
 {
-	uint8_t expected[FOTA_AEAD_TAG_SIZE];
-	int ok;
+	fota_aead_ctx ctx;
 
-	aead_tag(expected, key, nonce, ad, ad_len, buf, len);
-	/*
-	 * Compare all 16 bytes in constant time: an early exit would tell a
-	 * forger how many leading bytes of a guessed tag were right. The
-	 * branch below is on the verdict only, which is public anyway.
-	 */
-	ok = fota_ct_equal(expected, tag, sizeof expected);
-	fota_wipe(expected, sizeof expected);
-	if (!ok) {
-		return -1;
-	}
-	(void)fota_chacha20(buf, len, key, nonce, 1);
-	return 0;
+	return fota_aead_open_ctx(&ctx, tag, buf, len, key, nonce, ad, ad_len);
 }

@@ -8,30 +8,39 @@
 void fota_hmac_sha256_init(fota_hmac_sha256_ctx *ctx,
                            const uint8_t *key, size_t key_len)
 {
-	uint8_t k0[FOTA_SHA256_BLOCK_SIZE];
 	size_t i;
 
-	/* RFC 2104 section 2: K is hashed if longer than a block, then padded. */
-	memset(k0, 0, sizeof k0);
-	if (key_len > sizeof k0) {
-		fota_sha256(k0, key, key_len);
-	} else if (key_len > 0) {
-		memcpy(k0, key, key_len);
+	/*
+	 * RFC 2104 section 2: K is hashed if longer than a block, then padded.
+	 * The hashed key is parked in the outer hash's block buffer, which is
+	 * not in use yet; the loop below reads each of its bytes before it
+	 * writes the same position.
+	 */
+	if (key_len > FOTA_SHA256_BLOCK_SIZE) {
+		fota_sha256_init(&ctx->inner);
+		fota_sha256_update(&ctx->inner, key, key_len);
+		fota_sha256_final(&ctx->inner, ctx->outer.block);
+		key = ctx->outer.block;
+		key_len = FOTA_SHA256_SIZE;
 	}
 
-	/* Absorb K ^ ipad; then 0x36 ^ 0x5c turns it into K ^ opad. */
-	for (i = 0; i < sizeof k0; i++) {
-		k0[i] ^= 0x36;
-	}
+	/*
+	 * K ^ ipad and K ^ opad are built straight in the block buffers that
+	 * the hashes would copy them into, then absorbed from there as one
+	 * whole block each (init leaves the buffers alone, and update hashes
+	 * a whole block in place without copying it): no 64-byte key block on
+	 * the stack. The loop bound depends on key_len only.
+	 */
 	fota_sha256_init(&ctx->inner);
-	fota_sha256_update(&ctx->inner, k0, sizeof k0);
-	for (i = 0; i < sizeof k0; i++) {
-		k0[i] ^= 0x36 ^ 0x5c;
-	}
 	fota_sha256_init(&ctx->outer);
-	fota_sha256_update(&ctx->outer, k0, sizeof k0);
+	for (i = 0; i < FOTA_SHA256_BLOCK_SIZE; i++) {
+		uint8_t k = i < key_len ? key[i] : 0;
 
-	fota_wipe(k0, sizeof k0);
+		ctx->inner.block[i] = (uint8_t)(k ^ 0x36);
+		ctx->outer.block[i] = (uint8_t)(k ^ 0x5c);
+	}
+	fota_sha256_update(&ctx->inner, ctx->inner.block, FOTA_SHA256_BLOCK_SIZE);
+	fota_sha256_update(&ctx->outer, ctx->outer.block, FOTA_SHA256_BLOCK_SIZE);
 }
 
 void fota_hmac_sha256_update(fota_hmac_sha256_ctx *ctx,
@@ -43,12 +52,10 @@ void fota_hmac_sha256_update(fota_hmac_sha256_ctx *ctx,
 void fota_hmac_sha256_final(fota_hmac_sha256_ctx *ctx,
                             uint8_t out[FOTA_SHA256_SIZE])
 {
-	uint8_t ih[FOTA_SHA256_SIZE];
-
-	fota_sha256_final(&ctx->inner, ih);
-	fota_sha256_update(&ctx->outer, ih, sizeof ih);
+	/* The inner hash passes through out, which the outer one overwrites. */
+	fota_sha256_final(&ctx->inner, out);
+	fota_sha256_update(&ctx->outer, out, FOTA_SHA256_SIZE);
 	fota_sha256_final(&ctx->outer, out);
-	fota_wipe(ih, sizeof ih);
 }
 
 void fota_hmac_sha256(uint8_t out[FOTA_SHA256_SIZE],

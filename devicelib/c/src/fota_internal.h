@@ -9,6 +9,7 @@
 #ifndef FOTA_INTERNAL_H
 #define FOTA_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /*
@@ -21,7 +22,21 @@
 #define FOTA_RODATA
 #endif
 
-static inline uint32_t fota_load32_le(const uint8_t *p)
+/*
+ * FOTA_NOINLINE keeps a function out of its caller where inlining costs
+ * speed. FOTA_ALWAYS_INLINE is for fota_load32_le: at -Os GCC would call
+ * it, and Poly1305's limb extraction, then no longer a leaf, would add a
+ * 48-byte frame to the deepest stack chain of the device.
+ */
+#if defined(__GNUC__)
+#define FOTA_NOINLINE __attribute__((noinline))
+#define FOTA_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define FOTA_NOINLINE
+#define FOTA_ALWAYS_INLINE
+#endif
+
+FOTA_ALWAYS_INLINE static inline uint32_t fota_load32_le(const uint8_t *p)
 {
 	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) |
 	       ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
@@ -48,5 +63,13 @@ static inline void fota_store32_be(uint8_t *p, uint32_t v)
 	p[2] = (uint8_t)(v >> 8);
 	p[3] = (uint8_t)v;
 }
+
+/*
+ * fota_chacha20 with its 64-byte state in the caller's memory (the AEAD
+ * keeps it in fota_aead_ctx, off the stack); wiped before it returns.
+ */
+uint32_t fota_chacha20_state(uint32_t state[16], uint8_t *buf, size_t len,
+                             const uint8_t key[32], const uint8_t nonce[12],
+                             uint32_t counter);
 
 #endif /* FOTA_INTERNAL_H */

@@ -173,7 +173,7 @@ void fota_poly1305_final(fota_poly1305_ctx *ctx,
                          uint8_t tag[FOTA_POLY1305_TAG_SIZE])
 {
 	uint32_t *h = ctx->h;
-	uint32_t g[10], c, mask, acc;
+	uint32_t c, acc;
 	int i, j, bits;
 
 	if (ctx->c_len > 0) {
@@ -185,26 +185,27 @@ void fota_poly1305_final(fota_poly1305_ctx *ctx,
 
 	/*
 	 * Now h < 2^130 + 2^23 < 2p (limb 1 may still exceed 13 bits), so
-	 * h mod p is h or h - p. g = h + 5, carried into 13-bit limbs,
-	 * reaches 2^130 exactly when h >= p, and then g mod 2^130 = h - p.
-	 * Select g or h with a mask rather than a branch.
+	 * h mod p is h or h - p. h + 5 reaches 2^130 exactly when h >= p:
+	 * the first pass computes only that carry, c = 1 or 0. The second
+	 * adds 5c and carries into 13-bit limbs, dropping what passes 2^130:
+	 * h + 5 - 2^130 = h - p when c = 1, h itself when c = 0. Both passes
+	 * do the same work whatever c is: no branch on a secret.
 	 */
 	c = 5;
 	for (i = 0; i < 10; i++) {
-		g[i] = h[i] + c;
-		c = g[i] >> 13;
-		g[i] &= MASK13;
+		c = (h[i] + c) >> 13;
 	}
-	mask = 0u - c;   /* all ones if h >= p */
+	c *= 5;
 	for (i = 0; i < 10; i++) {
-		h[i] = (h[i] & ~mask) | (g[i] & mask);
+		c += h[i];
+		h[i] = c & MASK13;
+		c >>= 13;
 	}
 
 	/*
 	 * tag = (h + s) mod 2^128. s is added limb by limb, then one pass
-	 * carries (which also brings limb 1 back to 13 bits) and emits the
-	 * little-endian bytes; what lies past byte 15 is dropped. The loops
-	 * depend on the counters only.
+	 * carries and emits the little-endian bytes; what lies past byte 15
+	 * is dropped. The loops depend on the counters only.
 	 */
 	limbs_add_le128(h, ctx->s);
 	c = 0;
@@ -221,6 +222,5 @@ void fota_poly1305_final(fota_poly1305_ctx *ctx,
 		}
 	}
 
-	fota_wipe(g, sizeof g);
 	fota_wipe(ctx, sizeof *ctx);
 }

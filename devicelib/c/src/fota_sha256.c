@@ -109,24 +109,25 @@ void fota_sha256_update(fota_sha256_ctx *ctx, const uint8_t *msg, size_t len)
 
 void fota_sha256_final(fota_sha256_ctx *ctx, uint8_t out[FOTA_SHA256_SIZE])
 {
+	size_t used = (size_t)(ctx->count % FOTA_SHA256_BLOCK_SIZE);
 	uint64_t bits = ctx->count * 8;
-	uint8_t b[8];
 	int i;
 
 	/*
-	 * Section 5.1.1: a 1 bit, zero bits up to 56 bytes mod 64, then the
-	 * message length in bits, 64-bit big-endian. Fed through update, a
-	 * byte at a time, so that only update knows about blocks.
+	 * Section 5.1.1: a 1 bit, zero bits up to 56 bytes mod 64 (into a
+	 * second block if the first has no room), then the message length in
+	 * bits, 64-bit big-endian.
 	 */
-	b[0] = 0x80;
-	fota_sha256_update(ctx, b, 1);
-	b[0] = 0;
-	while (ctx->count % FOTA_SHA256_BLOCK_SIZE != FOTA_SHA256_BLOCK_SIZE - 8) {
-		fota_sha256_update(ctx, b, 1);
+	ctx->block[used++] = 0x80;
+	if (used > FOTA_SHA256_BLOCK_SIZE - 8) {
+		memset(ctx->block + used, 0, FOTA_SHA256_BLOCK_SIZE - used);
+		sha256_compress(ctx->state, ctx->block);
+		used = 0;
 	}
-	fota_store32_be(b, (uint32_t)(bits >> 32));
-	fota_store32_be(b + 4, (uint32_t)bits);
-	fota_sha256_update(ctx, b, 8);
+	memset(ctx->block + used, 0, FOTA_SHA256_BLOCK_SIZE - 8 - used);
+	fota_store32_be(ctx->block + 56, (uint32_t)(bits >> 32));
+	fota_store32_be(ctx->block + 60, (uint32_t)bits);
+	sha256_compress(ctx->state, ctx->block);
 
 	for (i = 0; i < 8; i++) {
 		fota_store32_be(out + 4 * i, ctx->state[i]);

@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# Cross-compiles C sources for the ESP8266 (xtensa-lx106, -Os, one section per function, as a
-# firmware build links them) and prints per object the bytes of code (.text and the .literal
-# pools the LX106 loads constants from), .rodata, .data and .bss, then the stack frame of every
-# function from -fstack-usage, largest first.
+# What the device library costs on an ESP8266, measured on the cross-compiled code
+# (xtensa-lx106-elf-gcc with picolibc, -Os -mlongcalls, one section per function):
 #
-# Usage: tools/size-report.sh SRC.c...        (make size passes the crypto sources)
-# With BEARSSL_SRC=/path/to/a/BearSSL/tree it also builds and reports that tree's
-# src/symcipher/chacha20_ct.c and poly1305_ctmul32.c, the same way, for comparison.
+#  1. Flash and RAM of the protocol core (fota.c) and the crypto, as a firmware links them:
+#     --gc-sections from the API entry points (so functions nothing calls, such as the
+#     stack-hungry one-shot crypto wrappers, are not counted) and the linker's longcall
+#     relaxation. code = .text + .literal; read per object from the link map.
+#  2. sizeof(struct fota_ctx) for each FOTA_MAX_PAYLOAD: the RAM a session needs.
+#  3. Worst-case stack per API call: the sum of -fstack-usage frames along the deepest call
+#     chain of -fcallgraph-info (tools/stack-chains.awk), platform callbacks not included.
+#  4. Every function's code and frame, largest first.
+#
+# Usage: tools/size-report.sh           (make size)
+# With BEARSSL_SRC=/path/to/a/BearSSL/tree it also builds that tree's chacha20_ct.c and
+# poly1305_ctmul32.c the same way, for comparison with our ChaCha20 + Poly1305 + AEAD.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,45 +26,117 @@ for tool in "$cc" "$size"; do
 done
 [ -f "$specs" ] || { echo "size: $specs is missing (./.ci/deps installs picolibc-xtensa-lx106-elf)" >&2; exit 1; }
 
-cflags=(-std=c99 -Os -mlongcalls -ffunction-sections -fdata-sections -fstack-usage
-	-Wall -Wextra -Wpedantic -Wconversion -Wshadow -Werror "--specs=$specs")
+crypto=(src/fota_ct.c src/fota_chacha20.c src/fota_poly1305.c src/fota_aead.c src/fota_sha256.c src/fota_hmac.c)
+core=(src/fota.c)
+api="fota_init fota_start fota_feed fota_close fota_decline fota_tx fota_error fota_manifest fota_retry_after fota_progress fota_confirm"
+payloads=${PAYLOADS:-256 512 1024 4096}
+cflags=(-std=c99 -Os -mlongcalls -ffunction-sections -fdata-sections -fstack-usage -fcallgraph-info=su
+	-Wall -Wextra -Wpedantic -Wconversion -Wshadow -Werror "--specs=$specs" -Iinclude -Isrc)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-# report TITLE OBJ...: the size table, then the stack frames.
-report() {
-	local title=$1
+# A firmware-like link: flash code at 0x40200000 (irom0), literals before the code that loads
+# them (as the SDK's linker script places them), RAM data elsewhere; libgcc's division comes
+# from the ESP8266 mask ROM (eagle.rom.addr.v6.ld), not from flash.
+cat >"$out/fw.ld" <<'EOF'
+ENTRY(fota_size_entry)
+PROVIDE(__udivsi3 = 0x4000e21c);
+PROVIDE(__umodsi3 = 0x4000e268);
+SECTIONS {
+  .irom0.text 0x40200000 : { *(.literal .literal.* .text .text.*) }
+  .rodata 0x3ffe8000 : { *(.rodata .rodata.*) }
+  .data : { *(.data .data.*) }
+  .bss : { *(.bss .bss.* COMMON) }
+  /DISCARD/ : { *(.comment) *(.xt.*) *(.xtensa.info) }
+}
+EOF
+# Every API call reached, as an application would; and the context's size as a symbol.
+{
+	echo '#include "fota.h"'
+	echo 'struct fota_ctx fota_size_ctx;'
+	echo 'void fota_size_entry(const struct fota_config *c, const uint8_t *d, size_t n);'
+	echo 'void fota_size_entry(const struct fota_config *c, const uint8_t *d, size_t n)'
+	echo '{ size_t u; struct fota_progress p; fota_init(&fota_size_ctx, c); fota_start(&fota_size_ctx);'
+	echo '  fota_feed(&fota_size_ctx, d, n, &u); fota_close(&fota_size_ctx); fota_decline(&fota_size_ctx);'
+	echo '  fota_tx(&fota_size_ctx, &u); fota_error(&fota_size_ctx); fota_manifest(&fota_size_ctx);'
+	echo '  fota_retry_after(&fota_size_ctx); fota_progress(&fota_size_ctx, &p); fota_confirm(c); }'
+} >"$out/entry.c"
+
+# sizes MAP OBJ...: code rodata data bss of the objects' input sections in a link map.
+sizes() {
+	local map=$1
 	shift
-	echo "== $title (xtensa-lx106-elf-gcc -Os) =="
-	printf '%-24s %7s %7s %7s %7s\n' object code rodata data bss
-	"$size" -A "$@" | awk '
-		function flush() { if (obj != "") { printf "%-24s %7d %7d %7d %7d\n", obj, c, r, d, b; tc += c; tr += r; td += d; tb += b } }
-		/:$/        { flush(); obj = $1; sub(/.*\//, "", obj); c = r = d = b = 0; next }
-		/^\.text/ || /^\.literal/ { c += $2 }
-		/^\.rodata/ { r += $2 }
-		/^\.data/   { d += $2 }
-		/^\.bss/    { b += $2 }
-		END { flush(); printf "%-24s %7d %7d %7d %7d\n", "total", tc, tr, td, tb }'
-	echo "stack per function (bytes, -fstack-usage; a call chain adds its frames):"
-	cat "${@/%.o/.su}" | awk -F'\t' '{ n = split($1, p, ":"); printf "  %6d  %s\n", $2, p[n] }' | sort -rn
-	echo
+	awk -v objs="$*" '
+		function hex(s,    i, v, c) { v = 0; s = tolower(substr(s, 3))
+			for (i = 1; i <= length(s); i++) { c = index("0123456789abcdef", substr(s, i, 1)) - 1; v = v * 16 + c }
+			return v }
+		BEGIN { n = split(objs, o, " "); for (i = 1; i <= n; i++) want[o[i]] = 1 }
+		/^Linker script and memory map/ { go = 1 }
+		!go { next }
+		# An input section: " .name 0xADDR 0xSIZE file", or its name alone with the rest below.
+		/^ \.[^ ]+$/ { pend = $1; next }
+		{ if (pend != "" && $1 ~ /^0x/) { sec = pend; sz = $2; file = $3 } else if ($1 ~ /^\./ && $2 ~ /^0x/ && NF >= 4) { sec = $1; sz = $3; file = $4 } else { pend = ""; next }
+		  pend = ""; sub(/.*\//, "", file); if (!(file in want)) next
+		  if (sec ~ /^\.(text|literal)/) c += hex(sz); else if (sec ~ /^\.rodata/) r += hex(sz)
+		  else if (sec ~ /^\.data/) d += hex(sz); else if (sec ~ /^\.bss/) b += hex(sz) }
+		END { printf "%d %d %d %d\n", c, r, d, b }' "$map"
 }
 
-objs=()
-for src in "$@"; do
-	obj="$out/$(basename "${src%.c}").o"
-	"$cc" "${cflags[@]}" -Iinclude -Isrc -c "$src" -o "$obj"
-	objs+=("$obj")
+echo "== fotagate device library on the ESP8266: $($cc --version | head -1), -Os, linked with --gc-sections =="
+echo "code = .text + .literal after relaxation, only what the API reaches; RAM = sizeof(struct fota_ctx)"
+echo "(the frame buffer is FOTA_BODY_SIZE of it); stack = deepest chain below an API call, callbacks excluded"
+echo
+printf '%-7s %6s %6s %6s %6s %6s %6s %6s %7s %7s %6s\n' payload core crypto code rodata data bss ctx body ctx-body stack
+first=""
+for p in $payloads; do
+	d="$out/$p"
+	mkdir -p "$d"
+	objs=()
+	for src in "${crypto[@]}" "${core[@]}" "$out/entry.c"; do
+		obj="$d/$(basename "${src%.c}").o"
+		"$cc" "${cflags[@]}" -DFOTA_MAX_PAYLOAD="$p" -c "$src" -o "$obj"
+		objs+=("$obj")
+	done
+	"$cc" "--specs=$specs" -nostartfiles -nostdlib -T "$out/fw.ld" -Wl,--gc-sections -Wl,-Map,"$d/map" \
+		"${objs[@]}" -lc -lgcc -o "$d/fw.elf"
+	read -r cc_ cr_ cd_ cb_ < <(sizes "$d/map" fota.o)
+	read -r kc kr kd kb < <(sizes "$d/map" fota_ct.o fota_chacha20.o fota_poly1305.o fota_aead.o fota_sha256.o fota_hmac.o)
+	ctx=$("$size" -A "$d/entry.o" | awk '/^\.bss/ { s += $2 } END { print s }')
+	body=$((p + 16 > 174 ? p + 16 : 174))
+	stack=$(awk -f tools/stack-chains.awk -v roots="$api" "$d"/*.ci | sort -k2 -n | tail -1 | awk '{ print $2 }')
+	printf '%-7s %6d %6d %6d %6d %6d %6d %6d %7d %7d %6d\n' "$p" "$cc_" "$kc" $((cc_ + kc)) $((cr_ + kr)) \
+		$((cd_ + kd)) $((cb_ + kb)) "$ctx" "$body" $((ctx - body)) "$stack"
+	[ -n "$first" ] || first=$p
 done
-report "fotagate crypto" "${objs[@]}"
+d="$out/$first"
+echo
+echo "Per object at FOTA_MAX_PAYLOAD=$first (code rodata data bss):"
+for o in fota.o fota_ct.o fota_chacha20.o fota_poly1305.o fota_aead.o fota_sha256.o fota_hmac.o; do
+	printf '  %-18s %s\n' "$o" "$(sizes "$d/map" "$o")"
+done
+echo "  (fota_names.c, fota_err_name's strings, is linked only by firmware that logs them:"
+"$cc" "${cflags[@]}" -c src/fota_names.c -o "$out/names.o"
+echo "   $("$size" -A "$out/names.o" | awk '/^\.(text|literal)/ { c += $2 } /^\.rodata/ { r += $2 } END { printf "%d code, %d rodata", c, r }'))"
+echo
+echo "Worst-case stack per API call at FOTA_MAX_PAYLOAD=$first (bytes; chain of -fstack-usage frames):"
+awk -f tools/stack-chains.awk -v roots="$api" "$d"/*.ci | sort -k2 -rn
+echo
+echo "Functions linked, largest code first (bytes of code, frame):"
+# GCC names a specialized copy "f.constprop" in .su files and "f$constprop$0" in symbols: both
+# are listed as f.
+cat "$d"/*.su | awk -F'\t' '{ n = split($1, p, ":"); f = p[n]; sub(/\..*/, "", f); print f, $2 }' | sort -u >"$out/frames"
+"${cc%gcc}nm" -S "$d/fw.elf" | awk '$3 ~ /^[tT]$/ { f = $4; sub(/\$.*/, "", f); print f, $2 }' | sort >"$out/codes"
+join -a1 -e0 -o 1.1,1.2,2.2 "$out/codes" "$out/frames" | awk '
+	function hex(s,    i, v) { v = 0; s = tolower(s); for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1; return v }
+	$1 !~ /^(memcpy|memset|memmove|memcmp|fota_size_entry)$/ { printf "  %6d %5d  %s\n", hex($2), $3, $1 }' | sort -rn
 
 if [ -n "${BEARSSL_SRC:-}" ]; then
-	bobjs=()
+	echo
+	echo "== BearSSL chacha20_ct + poly1305_ctmul32 (its AEAD glue included), from $BEARSSL_SRC, same flags =="
 	for f in chacha20_ct poly1305_ctmul32; do
 		# BearSSL's own code: no -Werror on its warnings.
-		"$cc" -std=c99 -Os -mlongcalls -ffunction-sections -fdata-sections -fstack-usage "--specs=$specs" \
+		"$cc" -std=c99 -Os -mlongcalls -ffunction-sections -fdata-sections "--specs=$specs" \
 			-I"$BEARSSL_SRC/inc" -I"$BEARSSL_SRC/src" -c "$BEARSSL_SRC/src/symcipher/$f.c" -o "$out/br_$f.o"
-		bobjs+=("$out/br_$f.o")
+		printf '  %-22s %s\n' "$f.o" "$("$size" -A "$out/br_$f.o" | awk '/^\.(text|literal)/ { c += $2 } /^\.rodata/ { r += $2 } END { printf "%d code, %d rodata", c, r }')"
 	done
-	report "BearSSL chacha20_ct + poly1305_ctmul32, its AEAD glue included, from $BEARSSL_SRC" "${bobjs[@]}"
 fi

@@ -1,0 +1,1117 @@
+/*
+ * fota.c - the device role of fotagate protocol v1 as a push state
+ * machine (PROTOCOL.md 4, 5, 8.1 and 9).
+ *
+ * Bytes come in through fota_feed in any split; one frame at a time is
+ * assembled in the context's single body buffer (the header goes to
+ * ctx->ad, where the AEAD wants it as associated data), after its length
+ * has been checked against what the current state expects. Sealed frames
+ * are opened in place, and nothing in them is used before the tag has
+ * verified. The image goes to flash as it streams, a word at a time, and
+ * becomes durable in the order flash, sync, state record, Ack.
+ */
+#include <string.h>
+
+#include "fota.h"
+#include "fota_internal.h"
+
+/* Message types (PROTOCOL.md 3.2). */
+enum {
+	T_HELLO = 0x01, T_OFFER = 0x02, T_ACCEPT = 0x03, T_DATA = 0x04,
+	T_FINAL = 0x05, T_ACK = 0x06, T_REPORT = 0x07, T_ALERT = 0x08,
+	T_REJECT = 0x09
+};
+
+/* Offer status (4.2). */
+enum { OFFER_IMAGE = 0x00, OFFER_UP_TO_DATE = 0x01, OFFER_RETRY = 0x02 };
+
+#define VERSION        0x01
+#define SUITE          0x01   /* ChaCha20-Poly1305, HKDF-SHA256 */
+#define ND_RANDOM      12     /* Nd = random [12] || boot_counter u32 */
+#define NONCE_SIZE     16     /* Nd, Ng */
+#define MAC1_SIZE      16
+#define HELLO_FIXED    (1 + 1 + 1 + NONCE_SIZE + 4 + 2 + MAC1_SIZE)
+#define MANIFEST_FIXED (4 + 4 + 2 + 1 + FOTA_DIGEST_SIZE + 1)
+#define FLAG_SIGNED    0x01
+#define SIGNATURE_SIZE 64
+#define WORD           4u     /* flash program granularity */
+
+/* The session's states (8.1), in the order a session moves through them. */
+enum {
+	S_IDLE,       /* fota_init done: fota_start sends the Hello */
+	S_WAIT_OFFER, /* an Offer or a Reject */
+	S_OFFERED,    /* FOTA_EV_OFFER returned: the next call answers it */
+	S_RECEIVE,    /* Accept(ok) sent: Data..., then the Final; or an Alert */
+	S_VERIFY,     /* Final stored and acknowledged: the next call verifies */
+	S_END
+};
+
+static const char label_mac1[] = "fotagate v1 mac1";
+static const char label_g2d[] = "fotagate v1 g2d";
+static const char label_d2g[] = "fotagate v1 d2g";
+
+static void put16(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+/* ------------------------------------------------------------------ */
+/* Names (3.1)                                                        */
+/* ------------------------------------------------------------------ */
+
+static int is_alnum(uint8_t c)
+{
+	uint8_t l = (uint8_t)(c | 0x20);   /* ASCII lower case */
+
+	return (c >= '0' && c <= '9') || (l >= 'a' && l <= 'z');
+}
+
+/* 1..16 bytes of [A-Za-z0-9._-], the first a letter or digit. */
+static int valid_name(const uint8_t *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > FOTA_ID_MAX || !is_alnum(s[0])) {
+		return 0;
+	}
+	for (i = 1; i < n; i++) {
+		if (!is_alnum(s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-') {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* strlen of a configured name, stopping past the longest valid one. */
+static size_t name_len(const char *s)
+{
+	size_t n = 0;
+
+	while (n <= FOTA_ID_MAX && s[n] != '\0') {
+		n++;
+	}
+	return n;
+}
+
+static int same_name(const char *want, const uint8_t *s, size_t n)
+{
+	return name_len(want) == n && memcmp(want, s, n) == 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Session end                                                        */
+/* ------------------------------------------------------------------ */
+
+static uint32_t max_payload(const struct fota_ctx *ctx)
+{
+	return ctx->cfg->max_payload != 0 ? ctx->cfg->max_payload : FOTA_MAX_PAYLOAD;
+}
+
+static uint32_t ack_every(const struct fota_ctx *ctx)
+{
+	return ctx->cfg->ack_every != 0 ? ctx->cfg->ack_every : FOTA_SECTOR_SIZE;
+}
+
+/*
+ * Ends the session with ev. Keys, the key schedule's working state and
+ * the plaintext in the body buffer do not outlive it (5.2).
+ */
+static enum fota_event end(struct fota_ctx *ctx, enum fota_event ev)
+{
+	fota_wipe(&ctx->g2d, sizeof ctx->g2d);
+	fota_wipe(&ctx->d2g, sizeof ctx->d2g);
+	fota_wipe(&ctx->w, sizeof ctx->w);
+	fota_wipe(&ctx->body, sizeof ctx->body);
+	ctx->state = S_END;
+	ctx->end_ev = (uint8_t)ev;
+	ctx->next_ev = 0;
+	return ev;
+}
+
+/*
+ * Asks the application to send ctx->tx, then returns ev on the next call
+ * (FOTA_EV_NEED_MORE: nothing is owed, the next call reads input).
+ */
+static enum fota_event send_then(struct fota_ctx *ctx, enum fota_event ev)
+{
+	ctx->next_ev = (uint8_t)ev;
+	return FOTA_EV_SEND;
+}
+
+/* A call out of order ends the session, without an Alert. */
+static enum fota_event misuse(struct fota_ctx *ctx)
+{
+	ctx->err = FOTA_ERR_MISUSE;
+	return end(ctx, FOTA_EV_ERROR);
+}
+
+/* ------------------------------------------------------------------ */
+/* Record layer (5.3)                                                 */
+/* ------------------------------------------------------------------ */
+
+/*
+ * nonce = iv XOR (0^32 || counter u64). Counters are u32, so only the
+ * last four bytes change; a direction that has used 2^32 - 1 is spent.
+ */
+static enum fota_err make_nonce(const struct fota_dir *d, uint8_t nonce[FOTA_AEAD_NONCE_SIZE])
+{
+	if (d->exhausted) {
+		return FOTA_ERR_COUNTER_EXHAUSTED;
+	}
+	memcpy(nonce, d->key_iv + FOTA_AEAD_KEY_SIZE, FOTA_AEAD_NONCE_SIZE);
+	fota_store32_be(nonce + 8, fota_load32_be(nonce + 8) ^ d->counter);
+	return FOTA_OK;
+}
+
+static void advance(struct fota_dir *d)
+{
+	if (++d->counter == 0) {
+		d->exhausted = 1;
+	}
+}
+
+/*
+ * Opens the n bytes at p (tag after them) from the gateway, associated
+ * data ctx->ad[0..ad_len). The counter moves only once the tag verified,
+ * so a forged frame changes nothing (and ends the session anyway).
+ */
+static enum fota_err open_record(struct fota_ctx *ctx, uint8_t *p, size_t n, size_t ad_len)
+{
+	enum fota_err err = make_nonce(&ctx->g2d, ctx->nonce);
+
+	if (err != FOTA_OK) {
+		return err;
+	}
+	if (fota_aead_open_ctx(&ctx->w.rx.aead, p + n, p, n, ctx->g2d.key_iv, ctx->nonce,
+	                       ctx->ad, ad_len) != 0) {
+		return FOTA_ERR_BAD_RECORD;
+	}
+	advance(&ctx->g2d);
+	return FOTA_OK;
+}
+
+/*
+ * Seals a device message into ctx->tx and asks the application to send
+ * it, then returns then (5.3, 5.5). The plaintext follows from the type:
+ * Accept and Report carry code || offset, the Ack its offset, the Alert
+ * its code. The associated data is the header and, for the Accept, TH2,
+ * which waits in ctx->ad after it (4.4).
+ */
+static enum fota_event send_msg(struct fota_ctx *ctx, uint8_t typ, enum fota_err code,
+                                uint32_t offset, enum fota_event then)
+{
+	uint8_t *tx = ctx->tx, *p = tx + FOTA_HEADER_SIZE;
+	size_t n = 0;
+
+	if (typ != T_ACK) {
+		p[n++] = (uint8_t)code;
+	}
+	if (typ != T_ALERT) {
+		fota_store32_be(p + n, offset);
+		n += 4;
+	}
+	if (make_nonce(&ctx->d2g, ctx->nonce) != FOTA_OK) {
+		/* Not even an Alert could be sealed now: just end. */
+		ctx->err = FOTA_ERR_COUNTER_EXHAUSTED;
+		return end(ctx, FOTA_EV_ERROR);
+	}
+	tx[0] = typ;
+	put16(tx + 1, (uint32_t)(n + FOTA_TAG_SIZE));
+	memcpy(ctx->ad, tx, FOTA_HEADER_SIZE);
+	fota_aead_seal_ctx(&ctx->w.rx.aead, p + n, p, n, ctx->d2g.key_iv, ctx->nonce, ctx->ad,
+	                   typ == T_ACCEPT ? FOTA_HEADER_SIZE + FOTA_SHA256_SIZE : FOTA_HEADER_SIZE);
+	advance(&ctx->d2g);
+	ctx->tx_len = (uint8_t)(FOTA_HEADER_SIZE + n + FOTA_TAG_SIZE);
+	return send_then(ctx, then);
+}
+
+/*
+ * Ends the session with err. Once the gateway streams (after Accept ok)
+ * it is owed a reason, so an Alert goes first (5.5). Codes that never
+ * travel are reported as malformed.
+ */
+static enum fota_event fail(struct fota_ctx *ctx, enum fota_err err)
+{
+	ctx->err = (uint8_t)err;
+	if (ctx->state == S_RECEIVE) {
+		return send_msg(ctx, T_ALERT, err <= FOTA_ERR_DECLINED ? err : FOTA_ERR_MALFORMED,
+		                0, FOTA_EV_ERROR);
+	}
+	return end(ctx, FOTA_EV_ERROR);
+}
+
+/* Refuses or answers in the Accept (4.4); then ends with then. */
+static enum fota_event send_accept(struct fota_ctx *ctx, enum fota_err code,
+                                   uint32_t offset, enum fota_event then)
+{
+	if (then == FOTA_EV_ERROR) {
+		ctx->err = (uint8_t)code;
+	}
+	return send_msg(ctx, T_ACCEPT, code, offset, then);
+}
+
+/* ------------------------------------------------------------------ */
+/* Key schedule (5.1, 5.2)                                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * HKDF-Expand (RFC 5869 2.3) from w.hs.prk, with the info of 5.1 (label
+ * || id_len || device_id) or, for session keys, of 5.2 (label ||
+ * version || suite || id_len || device_id || gw_len || gateway_id ||
+ * TH). The info is absorbed piece by piece from where it already lies:
+ * the ID in the Hello in ctx->tx, the gateway ID in the Offer in the body
+ * buffer, TH in ctx->ad. Whole blocks go straight to okm, which also
+ * keeps T(i-1) for the next block.
+ */
+static void expand(struct fota_ctx *ctx, uint8_t *okm, size_t len,
+                   const char *label, size_t label_len, int session)
+{
+	static const uint8_t version_suite[2] = { VERSION, SUITE };
+	fota_hmac_sha256_ctx *h = &ctx->w.hs.hmac;
+	uint8_t i;
+
+	for (i = 1; len > 0; i++) {
+		uint8_t *t = len >= FOTA_SHA256_SIZE ? okm : ctx->w.hs.t;
+		size_t n = len >= FOTA_SHA256_SIZE ? FOTA_SHA256_SIZE : len;
+
+		fota_hmac_sha256_init(h, ctx->w.hs.prk, FOTA_SHA256_SIZE);
+		if (i > 1) {
+			fota_hmac_sha256_update(h, okm - FOTA_SHA256_SIZE, FOTA_SHA256_SIZE);
+		}
+		fota_hmac_sha256_update(h, (const uint8_t *)label, label_len);
+		if (session) {
+			fota_hmac_sha256_update(h, version_suite, sizeof version_suite);
+		}
+		fota_hmac_sha256_update(h, ctx->tx + 5, 1u + ctx->id_len);
+		if (session) {
+			fota_hmac_sha256_update(h, ctx->body.b + NONCE_SIZE,
+			                        1u + ctx->body.b[NONCE_SIZE]);
+			fota_hmac_sha256_update(h, ctx->ad + FOTA_HEADER_SIZE, FOTA_SHA256_SIZE);
+		}
+		fota_hmac_sha256_update(h, &i, 1);
+		fota_hmac_sha256_final(h, t);
+		if (t != okm) {
+			memcpy(okm, t, n);
+		}
+		okm += n;
+		len -= n;
+	}
+}
+
+/* PRK = HKDF-Extract(salt, IKM = PSK): the salt is the HMAC key. */
+static void extract(struct fota_ctx *ctx, const uint8_t *salt, size_t salt_len)
+{
+	fota_hmac_sha256_ctx *h = &ctx->w.hs.hmac;
+
+	fota_hmac_sha256_init(h, salt, salt_len);
+	fota_hmac_sha256_update(h, ctx->cfg->psk, FOTA_PSK_SIZE);
+	fota_hmac_sha256_final(h, ctx->w.hs.prk);
+}
+
+/* 5.1: mac1 over the Hello in ctx->tx, written into its last 16 bytes. */
+static void hello_mac1(struct fota_ctx *ctx)
+{
+	fota_hmac_sha256_ctx *h = &ctx->w.hs.hmac;
+	uint8_t *key = ctx->w.hs.t;
+	size_t n = ctx->tx_len - MAC1_SIZE;
+
+	extract(ctx, NULL, 0);   /* an empty salt: 32 zero bytes, as RFC 5869 says */
+	expand(ctx, key, FOTA_SHA256_SIZE, label_mac1, sizeof label_mac1 - 1, 0);
+	fota_hmac_sha256_init(h, key, FOTA_SHA256_SIZE);
+	fota_hmac_sha256_update(h, ctx->tx, n);
+	fota_hmac_sha256_final(h, key);
+	memcpy(ctx->tx + n, key, MAC1_SIZE);
+	fota_wipe(&ctx->w.hs, sizeof ctx->w.hs);
+}
+
+/*
+ * 5.2: PRK = HKDF-Extract(Nd || Ng, PSK); each direction's key || IV =
+ * HKDF-Expand(PRK, info(dir), 44). Nd is in the Hello still in ctx->tx,
+ * Ng at the start of the Offer's body; TH in ctx->ad.
+ */
+static void derive_keys(struct fota_ctx *ctx)
+{
+	uint8_t *salt = ctx->w.hs.t;
+
+	memcpy(salt, ctx->tx + 6 + ctx->id_len, NONCE_SIZE);
+	memcpy(salt + NONCE_SIZE, ctx->body.b, NONCE_SIZE);
+	extract(ctx, salt, 2 * NONCE_SIZE);
+	expand(ctx, ctx->g2d.key_iv, sizeof ctx->g2d.key_iv, label_g2d, sizeof label_g2d - 1, 1);
+	expand(ctx, ctx->d2g.key_iv, sizeof ctx->d2g.key_iv, label_d2g, sizeof label_d2g - 1, 1);
+	fota_wipe(&ctx->w.hs, sizeof ctx->w.hs);
+}
+
+/* ------------------------------------------------------------------ */
+/* Flash (9.1)                                                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Reads the slot's [off, end) back through the body buffer, whole words
+ * at a time (the last may reach up to 3 bytes past end, still inside the
+ * slot, whose size is a multiple of the sector). With hash, the bytes go
+ * into w.rx.sha (left open); else *erased tells whether all were 0xff.
+ */
+static enum fota_err scan_slot(struct fota_ctx *ctx, uint32_t off, uint32_t end,
+                               int hash, int *erased)
+{
+	const struct fota_config *cfg = ctx->cfg;
+	uint32_t n, i;
+
+	*erased = 1;
+	for (; off < end; off += n) {
+		n = end - off < (FOTA_BODY_SIZE & ~(WORD - 1)) ? end - off : FOTA_BODY_SIZE & ~(WORD - 1);
+		if (cfg->flash_read(cfg->arg, off, ctx->body.b, (n + WORD - 1) & ~(WORD - 1)) != 0) {
+			return FOTA_ERR_FLASH;
+		}
+		if (hash) {
+			fota_sha256_update(&ctx->w.rx.sha, ctx->body.b, n);
+		}
+		for (i = 0; i < n; i++) {
+			*erased &= ctx->body.b[i] == 0xff;
+		}
+	}
+	return FOTA_OK;
+}
+
+/* The running hash of the slot's [0, end), as it reads back (9.1). */
+static enum fota_err hash_slot(struct fota_ctx *ctx, uint32_t end)
+{
+	int erased;
+
+	fota_sha256_init(&ctx->w.rx.sha);
+	return scan_slot(ctx, 0, end, 1, &erased);
+}
+
+static enum fota_err save_state(struct fota_ctx *ctx)
+{
+	return ctx->cfg->state_save(ctx->cfg->arg, &ctx->st) != 0 ? FOTA_ERR_FLASH : FOTA_OK;
+}
+
+/*
+ * Programs len bytes (a multiple of 4, 4-byte aligned) at ctx->written,
+ * erasing each sector right before the first write into it.
+ */
+static enum fota_err program(struct fota_ctx *ctx, const uint8_t *data, uint32_t len)
+{
+	const struct fota_config *cfg = ctx->cfg;
+	uint32_t end = ctx->written + len;
+
+	while (ctx->erased_to < end) {
+		/* Below the durable offset an erase would destroy recorded
+		 * bytes: that would be a bug here, never the gateway's doing. */
+		if (ctx->erased_to < ctx->durable ||
+		    cfg->flash_erase(cfg->arg, ctx->erased_to / FOTA_SECTOR_SIZE) != 0) {
+			return FOTA_ERR_FLASH;
+		}
+		ctx->erased_to += FOTA_SECTOR_SIZE;
+	}
+	if (cfg->flash_write(cfg->arg, ctx->written, data, len) != 0) {
+		return FOTA_ERR_FLASH;
+	}
+	ctx->written = end;
+	return FOTA_OK;
+}
+
+/*
+ * Writes the n payload bytes at p, which lies in the body buffer, at
+ * ctx->pos: whole words straight from the buffer, a last partial word
+ * kept in ctx->tail until the next bytes complete it.
+ */
+static enum fota_err write_bytes(struct fota_ctx *ctx, uint8_t *p, uint32_t n)
+{
+	enum fota_err err;
+	uint32_t whole;
+
+	ctx->pos += n;
+	if (ctx->tail_n > 0) {
+		uint32_t k = WORD - ctx->tail_n < n ? WORD - ctx->tail_n : n;
+
+		memcpy(ctx->tail.b + ctx->tail_n, p, k);
+		ctx->tail_n = (uint8_t)(ctx->tail_n + k);
+		p += k;
+		n -= k;
+		if (ctx->tail_n < WORD) {
+			return FOTA_OK;
+		}
+		ctx->tail_n = 0;
+		if ((err = program(ctx, ctx->tail.b, WORD)) != FOTA_OK) {
+			return err;
+		}
+	}
+	whole = n & ~(WORD - 1);
+	if (whole > 0) {
+		/*
+		 * The flash wants an aligned source. Payload byte j lies at
+		 * body + j, so p is aligned unless the chunk is not a multiple
+		 * of 4; then these bytes move down over ones already used.
+		 */
+		uint8_t *a = p - ((size_t)(p - ctx->body.b) & (WORD - 1));
+
+		if (a != p) {
+			memmove(a, p, n);
+			p = a;
+		}
+		if ((err = program(ctx, p, whole)) != FOTA_OK) {
+			return err;
+		}
+	}
+	memcpy(ctx->tail.b, p + whole, n - whole);
+	ctx->tail_n = (uint8_t)(n - whole);
+	return FOTA_OK;
+}
+
+/*
+ * Makes [0, pos) durable (9.1): flash synced first, then the record, then
+ * (after the frame) the Ack. A cut between any two steps leaves the
+ * record at or below what the flash holds. pos is a multiple of
+ * ack_every, so no byte waits in the tail.
+ */
+static enum fota_err commit(struct fota_ctx *ctx)
+{
+	const struct fota_config *cfg = ctx->cfg;
+	uint32_t every = ack_every(ctx);
+
+	if (cfg->flash_sync(cfg->arg) != 0) {
+		return FOTA_ERR_FLASH;
+	}
+	ctx->st.durable = ctx->pos;
+	if (save_state(ctx) != FOTA_OK) {
+		return FOTA_ERR_FLASH;
+	}
+	ctx->durable = ctx->pos;
+	ctx->next_commit = ctx->next_commit > UINT32_MAX - every ? UINT32_MAX : ctx->next_commit + every;
+	ctx->ack_due = 1;
+	return FOTA_OK;
+}
+
+/* Writes one payload, committing at every durable point it crosses. */
+static enum fota_err store(struct fota_ctx *ctx, uint8_t *p, uint32_t n)
+{
+	enum fota_err err;
+
+	while (n > 0) {
+		uint32_t k = ctx->next_commit - ctx->pos < n ? ctx->next_commit - ctx->pos : n;
+
+		if ((err = write_bytes(ctx, p, k)) != FOTA_OK) {
+			return err;
+		}
+		p += k;
+		n -= k;
+		if (ctx->pos == ctx->next_commit && ctx->pos < ctx->m.size &&
+		    (err = commit(ctx)) != FOTA_OK) {
+			return err;
+		}
+	}
+	return FOTA_OK;
+}
+
+static int same_image(const struct fota_image *img, const struct fota_manifest *m)
+{
+	return img->size != 0 && img->size == m->size &&
+	       memcmp(img->digest, m->digest, FOTA_DIGEST_SIZE) == 0;
+}
+
+/*
+ * Chooses where the download starts (9.1) and gets the slot, the state
+ * record and the running hash ready for it.
+ */
+static enum fota_err prepare(struct fota_ctx *ctx)
+{
+	struct fota_state *st = &ctx->st;
+	const struct fota_manifest *m = &ctx->m;
+	uint32_t start, every = ack_every(ctx);
+	enum fota_err err;
+
+	if (same_image(&st->pending, m)) {
+		/* Already here and verified, waiting for a reboot: take the
+		 * empty Final, verify again and report, so the gateway learns. */
+		start = m->size;
+	} else if (same_image(&st->resume, m) && st->durable <= m->size) {
+		start = st->durable;
+		if (start < m->size && start % FOTA_SECTOR_SIZE != 0) {
+			/* Bytes past the durable offset in its sector may have been
+			 * programmed before the cut; rewriting them would need an
+			 * erase, which takes the start of the sector with it. */
+			int clean = 0;
+
+			if (start % WORD == 0 &&
+			    (err = scan_slot(ctx, start, start - start % FOTA_SECTOR_SIZE + FOTA_SECTOR_SIZE,
+			                     0, &clean)) != FOTA_OK) {
+				return err;
+			}
+			if (!clean) {
+				start -= start % FOTA_SECTOR_SIZE;
+			}
+		}
+		if (start != st->durable || st->resume.seq != m->seq) {
+			st->resume.seq = m->seq;
+			st->durable = start;
+			if ((err = save_state(ctx)) != FOTA_OK) {
+				return err;
+			}
+		}
+	} else {
+		/* A new image: recorded before the first erase, so the state
+		 * never claims bytes the slot no longer holds. A pending image
+		 * is about to be overwritten, so it goes too. */
+		start = 0;
+		st->resume.seq = m->seq;
+		st->resume.size = m->size;
+		memcpy(st->resume.digest, m->digest, FOTA_DIGEST_SIZE);
+		st->durable = 0;
+		memset(&st->pending, 0, sizeof st->pending);
+		if ((err = save_state(ctx)) != FOTA_OK) {
+			return err;
+		}
+	}
+	/* Never trust an earlier session's hash: only the flash below start. */
+	if ((err = hash_slot(ctx, start)) != FOTA_OK) {
+		return err;
+	}
+	ctx->start = ctx->pos = ctx->written = ctx->durable = start;
+	ctx->erased_to = start % FOTA_SECTOR_SIZE == 0 ? start :
+	                 start - start % FOTA_SECTOR_SIZE + FOTA_SECTOR_SIZE;
+	ctx->next_commit = start - start % every > UINT32_MAX - every ? UINT32_MAX :
+	                   start - start % every + every;
+	return FOTA_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Handshake (4)                                                      */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The manifest (4.3) fills the rest of the offer plaintext exactly. Its
+ * syntax errors end the session; the device's policy refusals are
+ * answered in the Accept, in the order of the Go reference.
+ */
+static enum fota_event on_manifest(struct fota_ctx *ctx, const uint8_t *p, size_t n)
+{
+	const struct fota_config *cfg = ctx->cfg;
+	struct fota_manifest *m = &ctx->m;
+	size_t cl;
+	uint8_t flags;
+	enum fota_err refuse = FOTA_OK;
+
+	if (n < MANIFEST_FIXED + 1) {
+		return fail(ctx, FOTA_ERR_MALFORMED);
+	}
+	cl = p[10];
+	if (cl == 0 || cl > FOTA_ID_MAX || n < MANIFEST_FIXED + cl) {
+		return fail(ctx, FOTA_ERR_MALFORMED);
+	}
+	flags = p[11 + cl + FOTA_DIGEST_SIZE];
+	if ((flags & ~FLAG_SIGNED) != 0 ||
+	    n != MANIFEST_FIXED + cl + ((flags & FLAG_SIGNED) ? SIGNATURE_SIZE : 0) ||
+	    !valid_name(p + 11, cl)) {
+		return fail(ctx, FOTA_ERR_MALFORMED);
+	}
+	m->seq = fota_load32_be(p);
+	m->size = fota_load32_be(p + 4);
+	m->chunk = get16(p + 8);
+	memcpy(m->digest, p + 11 + cl, FOTA_DIGEST_SIZE);
+	if (m->size == 0) {
+		return fail(ctx, FOTA_ERR_MALFORMED);
+	}
+	if (m->chunk < FOTA_MIN_PAYLOAD || m->chunk > FOTA_PAYLOAD_LIMIT) {
+		return fail(ctx, FOTA_ERR_BAD_CHUNK);
+	}
+
+	/* The signature (flags bit 0) needs vendor keys, which this build
+	 * does not hold: the device trusts the gateway for the image (7.1). */
+	if (!same_name(cfg->device_class, p + 11, cl)) {
+		refuse = FOTA_ERR_WRONG_CLASS;
+	} else if (m->seq < ctx->st.running.seq) {
+		refuse = FOTA_ERR_ROLLBACK;
+	} else if (m->seq == ctx->st.running.seq) {
+		refuse = FOTA_ERR_DECLINED;
+	} else if (m->size > cfg->slot_size) {
+		refuse = FOTA_ERR_TOO_LARGE;
+	} else if (m->chunk > max_payload(ctx)) {
+		refuse = FOTA_ERR_BAD_CHUNK;
+	}
+	if (refuse != FOTA_OK) {
+		return send_accept(ctx, refuse, 0, FOTA_EV_ERROR);
+	}
+	ctx->state = S_OFFERED;
+	return FOTA_EV_OFFER;
+}
+
+/*
+ * 4.2: Ng | gw_len | gateway_id | Seal(k_g2d, nonce(0), offer, header || TH).
+ * Nothing of the sealed part is read before its tag verified.
+ */
+static enum fota_event on_offer(struct fota_ctx *ctx)
+{
+	fota_sha256_ctx *sha = &ctx->w.rx.sha;
+	const uint8_t *b = ctx->body.b;
+	size_t len = ctx->need, clear, n;
+	const char *gw = ctx->cfg->gateway_id;
+	uint8_t *th = ctx->ad + FOTA_HEADER_SIZE;
+	enum fota_err err;
+
+	if (len < NONCE_SIZE + 1) {
+		return fail(ctx, FOTA_ERR_MALFORMED);
+	}
+	clear = NONCE_SIZE + 1 + b[NONCE_SIZE];
+	if (len < clear + 1 + FOTA_TAG_SIZE || !valid_name(b + NONCE_SIZE + 1, b[NONCE_SIZE])) {
+		return fail(ctx, FOTA_ERR_MALFORMED);
+	}
+	if (gw != NULL && !same_name(gw, b + NONCE_SIZE + 1, b[NONCE_SIZE])) {
+		return fail(ctx, FOTA_ERR_AUTH_FAILED);
+	}
+	n = len - clear - FOTA_TAG_SIZE;
+
+	/* TH = H(Hello || Offer header || Ng || gw_len || gateway_id) (5.2),
+	 * written after the header in ctx->ad: the Offer's associated data. */
+	fota_sha256_init(sha);
+	fota_sha256_update(sha, ctx->tx, ctx->tx_len);
+	fota_sha256_update(sha, ctx->ad, FOTA_HEADER_SIZE);
+	fota_sha256_update(sha, b, clear);
+	fota_sha256_final(sha, th);
+	derive_keys(ctx);
+
+	/* TH2 = H(TH || ciphertext || tag) covers the ciphertext: absorbed
+	 * before the open decrypts it in place, finished after. */
+	fota_sha256_init(sha);
+	fota_sha256_update(sha, th, FOTA_SHA256_SIZE);
+	fota_sha256_update(sha, b + clear, len - clear);
+	if ((err = open_record(ctx, ctx->body.b + clear, n,
+	                       FOTA_HEADER_SIZE + FOTA_SHA256_SIZE)) != FOTA_OK) {
+		return fail(ctx, err);
+	}
+	fota_sha256_final(sha, th);   /* TH2, the Accept's associated data */
+
+	b += clear;
+	switch (b[0]) {
+	case OFFER_IMAGE:
+		return on_manifest(ctx, b + 1, n - 1);
+	case OFFER_UP_TO_DATE:
+		if (n != 1) {
+			break;
+		}
+		return send_accept(ctx, FOTA_ERR_DECLINED, 0, FOTA_EV_UP_TO_DATE);
+	case OFFER_RETRY:
+		if (n != 3) {
+			break;
+		}
+		ctx->m.retry_after = get16(b + 1);
+		return send_accept(ctx, FOTA_ERR_DECLINED, 0, FOTA_EV_RETRY);
+	}
+	return fail(ctx, FOTA_ERR_MALFORMED);
+}
+
+/*
+ * The gateway's code in a Reject or an opened Alert ends the session. A
+ * Reject is unauthenticated (4.5): a hint for the log, so nothing durable
+ * changes because of it. Unknown codes are failures too (6).
+ */
+static enum fota_event on_peer_code(struct fota_ctx *ctx, uint8_t code)
+{
+	ctx->err = code >= FOTA_ERR_AUTH_FAILED && code <= FOTA_ERR_DECLINED ? code : FOTA_ERR_MALFORMED;
+	return end(ctx, FOTA_EV_ERROR);
+}
+
+/* After FOTA_EV_OFFER: the application's answer, then the Accept. */
+static enum fota_event answer_offer(struct fota_ctx *ctx)
+{
+	enum fota_event ev;
+	enum fota_err err;
+
+	if (ctx->declined) {
+		return send_accept(ctx, FOTA_ERR_DECLINED, 0, FOTA_EV_ERROR);
+	}
+	if ((err = prepare(ctx)) != FOTA_OK) {
+		/* No Data may come: refuse in the Accept itself. */
+		return send_accept(ctx, err, 0, FOTA_EV_ERROR);
+	}
+	ev = send_accept(ctx, FOTA_OK, ctx->start, FOTA_EV_NEED_MORE);
+	if (ev == FOTA_EV_SEND) {
+		ctx->state = S_RECEIVE;
+	}
+	return ev;
+}
+
+/* ------------------------------------------------------------------ */
+/* Data stream (5.4, 5.5)                                             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The Final's payload is stored: make the whole image durable and say so,
+ * then verify in the next call. The Ack of the whole image is owed like
+ * any other durable point; a cut before the Report then resumes at the
+ * end and only verifies.
+ */
+static enum fota_event on_final(struct fota_ctx *ctx)
+{
+	const struct fota_config *cfg = ctx->cfg;
+	enum fota_err err;
+
+	if (ctx->tail_n > 0) {
+		/* 0xff programs nothing: the padding reads back erased. */
+		memset(ctx->tail.b + ctx->tail_n, 0xff, WORD - ctx->tail_n);
+		ctx->tail_n = 0;
+		if ((err = program(ctx, ctx->tail.b, WORD)) != FOTA_OK) {
+			return fail(ctx, err);
+		}
+	}
+	if (cfg->flash_sync(cfg->arg) != 0) {
+		return fail(ctx, FOTA_ERR_FLASH);
+	}
+	if (same_image(&ctx->st.resume, &ctx->m) && ctx->st.durable != ctx->m.size) {
+		ctx->st.durable = ctx->m.size;
+		if (save_state(ctx) != FOTA_OK) {
+			return fail(ctx, FOTA_ERR_FLASH);
+		}
+	}
+	ctx->durable = ctx->m.size;
+	ctx->ack_due = 0;
+	ctx->state = S_VERIFY;
+	return send_msg(ctx, T_ACK, FOTA_OK, ctx->durable, FOTA_EV_NEED_MORE);
+}
+
+/*
+ * 5.4: only the slot as it reads back from flash counts, not the bytes as
+ * they streamed past; both must match the manifest. Only then is the
+ * image recorded as pending (9.2), and only then does the Report say ok.
+ */
+static enum fota_event verify(struct fota_ctx *ctx)
+{
+	struct fota_state *st = &ctx->st;
+	enum fota_err code;
+	int match;
+
+	/* Each digest goes to ctx->ad, free now, and is compared at once. */
+	fota_sha256_final(&ctx->w.rx.sha, ctx->ad);   /* what streamed past */
+	match = fota_ct_equal(ctx->ad, ctx->m.digest, FOTA_DIGEST_SIZE);
+	code = hash_slot(ctx, ctx->m.size);
+	if (code == FOTA_OK) {
+		fota_sha256_final(&ctx->w.rx.sha, ctx->ad);   /* what reads back */
+		match &= fota_ct_equal(ctx->ad, ctx->m.digest, FOTA_DIGEST_SIZE);
+		code = match ? FOTA_OK : FOTA_ERR_DIGEST_MISMATCH;
+	}
+	/* Either way the download is over: a bad slot cannot be resumed,
+	 * since some byte below the durable offset is wrong. */
+	memset(&st->resume, 0, sizeof st->resume);
+	st->durable = 0;
+	if (code == FOTA_OK) {
+		st->pending.seq = ctx->m.seq;
+		st->pending.size = ctx->m.size;
+		memcpy(st->pending.digest, ctx->m.digest, FOTA_DIGEST_SIZE);
+	} else {
+		memset(&st->pending, 0, sizeof st->pending);
+	}
+	if (save_state(ctx) != FOTA_OK && code == FOTA_OK) {
+		code = FOTA_ERR_FLASH;
+	}
+
+	ctx->err = (uint8_t)code;
+	return send_msg(ctx, T_REPORT, code, ctx->durable, code == FOTA_OK ? FOTA_EV_DONE : FOTA_EV_ERROR);
+}
+
+/* A Data or Final frame, its length already checked (5.3, 5.4). */
+static enum fota_event on_data(struct fota_ctx *ctx)
+{
+	uint8_t *b = ctx->body.b;
+	uint32_t n = (uint32_t)ctx->need - FOTA_TAG_SIZE;
+	int final = ctx->ad[0] == T_FINAL;
+	enum fota_err err;
+
+	/* Associated data: offset u32, and for the Final size u32 || sha256. */
+	fota_store32_be(ctx->ad + FOTA_HEADER_SIZE, ctx->pos);
+	if (final) {
+		fota_store32_be(ctx->ad + FOTA_HEADER_SIZE + 4, ctx->m.size);
+		memcpy(ctx->ad + FOTA_HEADER_SIZE + 8, ctx->m.digest, FOTA_DIGEST_SIZE);
+	}
+	if ((err = open_record(ctx, b, n, FOTA_HEADER_SIZE + (final ? 40u : 4u))) != FOTA_OK) {
+		return fail(ctx, err);
+	}
+	fota_sha256_update(&ctx->w.rx.sha, b, n);
+	if ((err = store(ctx, b, n)) != FOTA_OK) {
+		return fail(ctx, err);
+	}
+	if (final) {
+		return on_final(ctx);
+	}
+	if (ctx->ack_due) {
+		ctx->ack_due = 0;
+		return send_msg(ctx, T_ACK, FOTA_OK, ctx->durable, FOTA_EV_PROGRESS);
+	}
+	return FOTA_EV_PROGRESS;
+}
+
+/* An Alert (5.5) from the gateway: authenticated, it ends the session. */
+static enum fota_event on_alert(struct fota_ctx *ctx)
+{
+	enum fota_err err = open_record(ctx, ctx->body.b, 1, FOTA_HEADER_SIZE);
+
+	if (err != FOTA_OK) {
+		return fail(ctx, err);
+	}
+	return on_peer_code(ctx, ctx->body.b[0]);
+}
+
+/* ------------------------------------------------------------------ */
+/* Framing (3)                                                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * 3.1: the length is judged against the limit of the message the state
+ * expects before a single body byte is buffered. During the stream the
+ * device knows the exact length of the next frame (5.4).
+ */
+static enum fota_err check_header(struct fota_ctx *ctx)
+{
+	uint8_t typ = ctx->ad[0];
+	uint32_t len = get16(ctx->ad + 1), lo, hi;
+
+	if (ctx->state == S_WAIT_OFFER && typ == T_OFFER) {
+		lo = 0;
+		hi = FOTA_MAX_OFFER_BODY;
+	} else if (ctx->state == S_WAIT_OFFER && typ == T_REJECT) {
+		lo = hi = 1;
+	} else if (ctx->state == S_RECEIVE && typ == T_ALERT) {
+		lo = hi = 1 + FOTA_TAG_SIZE;
+	} else if (ctx->state == S_RECEIVE) {
+		uint32_t left = ctx->m.size - ctx->pos;
+		uint8_t want = left > ctx->m.chunk ? T_DATA : T_FINAL;
+
+		if (typ != want) {
+			return FOTA_ERR_UNEXPECTED_MESSAGE;
+		}
+		lo = hi = (left > ctx->m.chunk ? ctx->m.chunk : left) + FOTA_TAG_SIZE;
+	} else {
+		return FOTA_ERR_UNEXPECTED_MESSAGE;
+	}
+	if (len > hi) {
+		return FOTA_ERR_FRAME_TOO_LARGE;
+	}
+	if (len < lo) {
+		return FOTA_ERR_MALFORMED;
+	}
+	ctx->need = (uint16_t)len;
+	return FOTA_OK;
+}
+
+static enum fota_event on_frame(struct fota_ctx *ctx)
+{
+	switch (ctx->ad[0]) {
+	case T_OFFER:
+		return on_offer(ctx);
+	case T_REJECT:
+		return on_peer_code(ctx, ctx->body.b[0]);
+	case T_ALERT:
+		return on_alert(ctx);
+	default:   /* Data or Final: check_header let nothing else through */
+		return on_data(ctx);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* API                                                                */
+/* ------------------------------------------------------------------ */
+
+enum fota_err fota_init(struct fota_ctx *ctx, const struct fota_config *cfg)
+{
+	size_t id_len;
+
+	memset(ctx, 0, sizeof *ctx);
+	ctx->cfg = cfg;
+	ctx->err = FOTA_ERR_CONFIG;   /* until proven otherwise */
+	ctx->state = S_END;
+	ctx->end_ev = FOTA_EV_ERROR;
+	if (cfg == NULL || cfg->device_id == NULL || cfg->device_class == NULL ||
+	    cfg->psk == NULL || cfg->random == NULL || cfg->flash_erase == NULL ||
+	    cfg->flash_write == NULL || cfg->flash_read == NULL || cfg->flash_sync == NULL ||
+	    cfg->state_load == NULL || cfg->state_save == NULL) {
+		return FOTA_ERR_CONFIG;
+	}
+	id_len = name_len(cfg->device_id);
+	if (!valid_name((const uint8_t *)cfg->device_id, id_len) ||
+	    !valid_name((const uint8_t *)cfg->device_class, name_len(cfg->device_class)) ||
+	    (cfg->gateway_id != NULL &&
+	     !valid_name((const uint8_t *)cfg->gateway_id, name_len(cfg->gateway_id))) ||
+	    (cfg->max_payload != 0 &&
+	     (cfg->max_payload < FOTA_MIN_PAYLOAD || cfg->max_payload > FOTA_MAX_PAYLOAD)) ||
+	    cfg->slot_size == 0 || cfg->slot_size % FOTA_SECTOR_SIZE != 0 ||
+	    cfg->ack_every % FOTA_SECTOR_SIZE != 0) {
+		return FOTA_ERR_CONFIG;
+	}
+	ctx->id_len = (uint8_t)id_len;
+	ctx->err = FOTA_OK;
+	ctx->state = S_IDLE;
+	ctx->end_ev = 0;
+	return FOTA_OK;
+}
+
+enum fota_event fota_start(struct fota_ctx *ctx)
+{
+	const struct fota_config *cfg = ctx->cfg;
+	uint8_t *p = ctx->tx;
+
+	if (ctx->state != S_IDLE) {
+		return ctx->state == S_END ? (enum fota_event)ctx->end_ev : misuse(ctx);
+	}
+	/* The boot counter goes into Nd: it is made durable before the
+	 * Hello exists (4.1, 9.2), so Nd never repeats, whatever the RNG. */
+	if (cfg->state_load(cfg->arg, &ctx->st) != 0) {
+		return fail(ctx, FOTA_ERR_FLASH);
+	}
+	if (ctx->st.boot_counter == UINT32_MAX) {
+		return fail(ctx, FOTA_ERR_COUNTER_EXHAUSTED);
+	}
+	ctx->st.boot_counter++;
+	if (save_state(ctx) != FOTA_OK) {
+		return fail(ctx, FOTA_ERR_FLASH);
+	}
+
+	/* 4.1: version | suite | id_len | device_id | Nd | running_seq |
+	 * max_payload | mac1 */
+	p[0] = T_HELLO;
+	put16(p + 1, HELLO_FIXED + ctx->id_len);
+	p[3] = VERSION;
+	p[4] = SUITE;
+	p[5] = ctx->id_len;
+	memcpy(p + 6, cfg->device_id, ctx->id_len);
+	p += 6 + ctx->id_len;
+	if (cfg->random(cfg->arg, p, ND_RANDOM) != 0) {
+		return fail(ctx, FOTA_ERR_RANDOM);
+	}
+	fota_store32_be(p + ND_RANDOM, ctx->st.boot_counter);
+	fota_store32_be(p + NONCE_SIZE, ctx->st.running.seq);
+	put16(p + NONCE_SIZE + 4, max_payload(ctx));
+	ctx->tx_len = (uint8_t)(FOTA_HEADER_SIZE + HELLO_FIXED + ctx->id_len);
+	hello_mac1(ctx);
+	ctx->state = S_WAIT_OFFER;
+	return FOTA_EV_SEND;
+}
+
+enum fota_event fota_feed(struct fota_ctx *ctx, const uint8_t *data, size_t len,
+                          size_t *consumed)
+{
+	enum fota_event ev = FOTA_EV_NEED_MORE;
+	enum fota_err err;
+	size_t used = 0;
+
+	if (ctx->next_ev != 0) {
+		/* The event owed after a FOTA_EV_SEND. */
+		ev = (enum fota_event)ctx->next_ev;
+		ctx->next_ev = 0;
+		if (fota_is_final(ev)) {
+			ev = end(ctx, ev);
+		}
+	} else if (ctx->state == S_OFFERED) {
+		ev = answer_offer(ctx);
+	} else if (ctx->state == S_VERIFY) {
+		ev = verify(ctx);
+	} else if (ctx->state == S_END) {
+		ev = (enum fota_event)ctx->end_ev;
+	} else if (ctx->state == S_IDLE) {
+		ev = misuse(ctx);
+	} else {
+		while (used < len && ev == FOTA_EV_NEED_MORE) {
+			if (ctx->got < FOTA_HEADER_SIZE) {
+				ctx->ad[ctx->got++] = data[used++];
+				if (ctx->got == FOTA_HEADER_SIZE &&
+				    (err = check_header(ctx)) != FOTA_OK) {
+					ev = fail(ctx, err);
+					break;
+				}
+			} else {
+				size_t have = (size_t)ctx->got - FOTA_HEADER_SIZE;
+				size_t k = len - used < ctx->need - have ? len - used : ctx->need - have;
+
+				memcpy(ctx->body.b + have, data + used, k);
+				used += k;
+				ctx->got = (uint16_t)(ctx->got + k);
+			}
+			if (ctx->got == FOTA_HEADER_SIZE + ctx->need) {
+				ctx->got = 0;
+				ev = on_frame(ctx);
+			}
+		}
+	}
+	*consumed = used;
+	return ev;
+}
+
+enum fota_event fota_close(struct fota_ctx *ctx)
+{
+	if (fota_is_final(ctx->next_ev)) {
+		/* The last message went out; only its event was not collected. */
+		return end(ctx, (enum fota_event)ctx->next_ev);
+	}
+	if (ctx->state == S_END) {
+		return (enum fota_event)ctx->end_ev;
+	}
+	ctx->err = FOTA_ERR_TRUNCATED;
+	return end(ctx, FOTA_EV_ERROR);
+}
+
+enum fota_err fota_decline(struct fota_ctx *ctx)
+{
+	if (ctx->state != S_OFFERED) {
+		return FOTA_ERR_MISUSE;
+	}
+	ctx->declined = 1;
+	return FOTA_OK;
+}
+
+const uint8_t *fota_tx(const struct fota_ctx *ctx, size_t *len)
+{
+	*len = ctx->tx_len;
+	return ctx->tx;
+}
+
+enum fota_err fota_error(const struct fota_ctx *ctx)
+{
+	return (enum fota_err)ctx->err;
+}
+
+const struct fota_manifest *fota_manifest(const struct fota_ctx *ctx)
+{
+	return &ctx->m;
+}
+
+uint16_t fota_retry_after(const struct fota_ctx *ctx)
+{
+	return ctx->m.retry_after;
+}
+
+void fota_progress(const struct fota_ctx *ctx, struct fota_progress *p)
+{
+	p->start = ctx->start;
+	p->received = ctx->pos;
+	p->durable = ctx->durable;
+	p->size = ctx->m.size;
+}
+
+enum fota_err fota_confirm(const struct fota_config *cfg)
+{
+	struct fota_state st;
+	enum fota_err err = FOTA_OK;
+
+	if (cfg->state_load(cfg->arg, &st) != 0) {
+		return FOTA_ERR_FLASH;
+	}
+	if (st.pending.size == 0) {
+		return FOTA_OK;
+	}
+	/* The floor only rises; a stale pending image is dropped, not booted. */
+	if (st.pending.seq <= st.running.seq) {
+		err = FOTA_ERR_ROLLBACK;
+	} else {
+		st.running = st.pending;
+	}
+	memset(&st.pending, 0, sizeof st.pending);
+	if (cfg->state_save(cfg->arg, &st) != 0) {
+		return FOTA_ERR_FLASH;
+	}
+	return err;
+}
