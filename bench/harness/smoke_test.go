@@ -1,0 +1,63 @@
+package harness
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the harness re-execute this test binary as its children.
+func TestMain(m *testing.M) {
+	if IsChild() {
+		os.Exit(ChildMain(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+func TestSmokeRunsEveryPeerAndDeliversTheImage(t *testing.T) {
+	p := SmokePlan()
+	p.Command = "go test ./bench/harness"
+	var progress strings.Builder
+	p.Progress = &progress
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, p)
+	t.Log("\n" + progress.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := Failures(res); len(f) > 0 {
+		t.Fatalf("smoke failed:\n%s", strings.Join(f, "\n"))
+	}
+	if n := len(res.Profiles[0].Cells); n != len(p.Peers) {
+		t.Fatalf("%d cells for %d peers", n, len(p.Peers))
+	}
+	for _, c := range res.Profiles[0].Cells {
+		s := c.Samples[0]
+		if s.BytesOut < int64(p.ImageSize) || s.WireRatio < 1 || s.RoundTrips < 1 || s.CPUSeconds <= 0 {
+			t.Errorf("%s: implausible sample %+v", c.Peer, s)
+		}
+	}
+}
+
+func TestSmokeFailsWhenADeviceGetsADifferentImage(t *testing.T) {
+	p := SmokePlan()
+	p.Peers = p.Peers[:1]
+	// The device derives the image from the seed; a server that serves another image must be
+	// caught by the device's digest check, whatever the protocol says.
+	res, err := Run(context.Background(), withServerSeed(p, 99))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := Failures(res)
+	if len(f) != 1 || !strings.Contains(f[0], "differs") && !strings.Contains(f[0], "digest") {
+		t.Fatalf("failures %q, want one about the image", f)
+	}
+}
+
+func withServerSeed(p Plan, seed uint64) Plan {
+	p.serverSeed = seed
+	return p
+}

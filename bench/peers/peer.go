@@ -1,0 +1,83 @@
+package peers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Peer is one way to move an image from a gateway to a device.
+type Peer interface {
+	// Name is the short name used in flags, tables and file names.
+	Name() string
+	// About says in a sentence or two how this peer moves the image and what the chunk size
+	// maps to.
+	About() string
+	// Network is "tcp" or "udp".
+	Network() string
+	// Check returns nil when the peer can move chunk-sized pieces, else an error wrapping
+	// ErrChunkUnsupported that says why.
+	Check(chunk int) error
+	// Serve starts the server side on addr (host:port, port 0 for any), serving img, with every
+	// connection behind m.
+	Serve(addr string, img []byte, m *Meter) (Server, error)
+	// Fetch plays the device: it fetches the image from a server and returns it.
+	Fetch(ctx context.Context, f FetchConfig) (Fetched, error)
+	// DeviceRAM is what the device needs for this peer at a chunk size, computed from
+	// documented constants, not measured.
+	DeviceRAM(chunk int) RAM
+	// ClientEnv lists environment variables (KEY=value) the device process needs.
+	ClientEnv() []string
+}
+
+// ErrChunkUnsupported marks a chunk size a peer cannot use.
+var ErrChunkUnsupported = errors.New("chunk size not supported")
+
+// Server is a running server side.
+type Server interface {
+	Addr() string
+	// Info is what a client needs besides the address (a certificate pin), or "".
+	Info() string
+	Close() error
+}
+
+// FetchConfig is what a device is told.
+type FetchConfig struct {
+	Addr  string
+	Info  string // Server.Info
+	Chunk int
+}
+
+// Fetched is what a device got.
+type Fetched struct {
+	Image     []byte
+	Elapsed   time.Duration // from before the dial to the last image byte
+	FirstByte time.Duration // from before the dial to the first image byte; 0 if not observable
+}
+
+// RAM is a computed device RAM figure.
+type RAM struct {
+	Bytes int    // 0 when not applicable
+	How   string // the formula and its sources
+}
+
+// All returns every peer, in the order tables show them.
+func All() []Peer {
+	return []Peer{Fotagate{}, TCP{}, HTTPS{}, HTTPS{RecordPerChunk: true}, CoAP{}}
+}
+
+// Lookup finds a peer by name.
+func Lookup(name string) (Peer, error) {
+	var names []string
+	for _, p := range All() {
+		if p.Name() == name {
+			return p, nil
+		}
+		names = append(names, p.Name())
+	}
+	return nil, fmt.Errorf("peer %q unknown (known: %v)", name, names)
+}
+
+// sectorSize is the flash sector a device acknowledges (ESP8266: 4 KiB).
+const sectorSize = 4096

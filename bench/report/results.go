@@ -1,0 +1,190 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+)
+
+// Results is one run of the bench.
+type Results struct {
+	Command     string     `json:"command"`
+	Started     time.Time  `json:"started"`
+	Finished    time.Time  `json:"finished"`
+	Machine     Machine    `json:"machine"`
+	Smoke       bool       `json:"smoke"`
+	ImageSize   int        `json:"image_size"`
+	ImageSHA256 string     `json:"image_sha256"`
+	Seed        uint64     `json:"seed"`
+	Reps        int        `json:"reps"`
+	Chunks      []int      `json:"chunks"`
+	Peers       []PeerInfo `json:"peers"`
+	Profiles    []Profile  `json:"profiles"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPU       string  `json:"cpu"`
+	Cores     int     `json:"cores"`
+	MemoryGiB float64 `json:"memory_gib"`
+	Kernel    string  `json:"kernel"`
+	GoVersion string  `json:"go_version"`
+	OSArch    string  `json:"os_arch"`
+}
+
+// PeerInfo describes a peer and its computed device RAM per chunk size.
+type PeerInfo struct {
+	Name    string `json:"name"`
+	Network string `json:"network"`
+	About   string `json:"about"`
+	RAM     []RAM  `json:"device_ram"`
+}
+
+// RAM is a computed (not measured) device RAM figure.
+type RAM struct {
+	Chunk int    `json:"chunk"`
+	Bytes int    `json:"bytes"`
+	How   string `json:"how"`
+}
+
+// Profile is every cell measured on one link profile.
+type Profile struct {
+	Name        string  `json:"name"`
+	Description string  `json:"description"`
+	Emulation   string  `json:"emulation"` // how the link was made
+	Loss        float64 `json:"loss"`      // probability of a packet loss each way
+	Cells       []Cell  `json:"cells"`
+}
+
+// Cell is one peer at one chunk size on one profile.
+type Cell struct {
+	Peer    string   `json:"peer"`
+	Chunk   int      `json:"chunk"`
+	NA      string   `json:"na,omitempty"`    // why the peer cannot use this chunk size
+	Error   string   `json:"error,omitempty"` // what went wrong; samples before it are kept
+	Samples []Sample `json:"samples,omitempty"`
+}
+
+// Sample is one transfer.
+type Sample struct {
+	Seconds   float64 `json:"seconds"`    // device: from before the dial to the last image byte
+	FirstByte float64 `json:"first_byte"` // device: to the first image byte; 0 if not observable
+	Goodput   float64 `json:"goodput"`    // image bytes per second
+	// Server side, transport payload bytes (TCP stream, UDP datagrams), both ways.
+	BytesIn      int64   `json:"bytes_in"`
+	BytesOut     int64   `json:"bytes_out"`
+	WireRatio    float64 `json:"wire_ratio"` // (in + out) / image bytes
+	HandshakeIn  int64   `json:"handshake_in"`
+	HandshakeOut int64   `json:"handshake_out"`
+	RoundTrips   int     `json:"round_trips"` // before the first image byte, TCP connect included
+	Writes       int64   `json:"writes"`
+	MaxWrite     int64   `json:"max_write"`
+	CPUSeconds   float64 `json:"cpu_seconds"` // server process user + system
+	CPUmsPerMiB  float64 `json:"cpu_ms_per_mib"`
+	ServerRSS    int64   `json:"server_max_rss"`
+	// IP level, on emulated links that see packets (Netns): every packet both ways.
+	IP *IPCounts `json:"ip,omitempty"`
+}
+
+// IPCounts is what the emulated link carried during one transfer.
+type IPCounts struct {
+	UpPackets, UpBytes     int64
+	DownPackets, DownBytes int64
+	Dropped                int64
+	Ratio                  float64 // (up + down bytes) / image bytes
+}
+
+// Summary is the median of each figure over a cell's samples.
+type Summary struct {
+	N                                      int
+	Seconds, FirstByte, Goodput, WireRatio float64
+	HandshakeIn, HandshakeOut              int64
+	RoundTrips                             int
+	CPUmsPerMiB, IPRatio, IPDropped        float64
+	MaxWrite                               int64
+	HasIP                                  bool
+}
+
+// Summary returns the medians; ok is false when the cell has no samples.
+func (c Cell) Summary() (s Summary, ok bool) {
+	if len(c.Samples) == 0 {
+		return s, false
+	}
+	f := func(get func(Sample) float64) float64 {
+		v := make([]float64, len(c.Samples))
+		for i, x := range c.Samples {
+			v[i] = get(x)
+		}
+		return median(v)
+	}
+	s.N = len(c.Samples)
+	s.Seconds = f(func(x Sample) float64 { return x.Seconds })
+	s.FirstByte = f(func(x Sample) float64 { return x.FirstByte })
+	s.Goodput = f(func(x Sample) float64 { return x.Goodput })
+	s.WireRatio = f(func(x Sample) float64 { return x.WireRatio })
+	s.HandshakeIn = int64(f(func(x Sample) float64 { return float64(x.HandshakeIn) }))
+	s.HandshakeOut = int64(f(func(x Sample) float64 { return float64(x.HandshakeOut) }))
+	s.RoundTrips = int(f(func(x Sample) float64 { return float64(x.RoundTrips) }))
+	s.CPUmsPerMiB = f(func(x Sample) float64 { return x.CPUmsPerMiB })
+	s.MaxWrite = int64(f(func(x Sample) float64 { return float64(x.MaxWrite) }))
+	if c.Samples[0].IP != nil {
+		s.HasIP = true
+		s.IPRatio = f(func(x Sample) float64 {
+			if x.IP == nil {
+				return 0
+			}
+			return x.IP.Ratio
+		})
+		s.IPDropped = f(func(x Sample) float64 {
+			if x.IP == nil {
+				return 0
+			}
+			return float64(x.IP.Dropped)
+		})
+	}
+	return s, true
+}
+
+// median of v (the mean of the middle two for an even count); v is reordered.
+func median(v []float64) float64 {
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+// Cell finds a cell of a profile.
+func (p Profile) Cell(peer string, chunk int) (Cell, bool) {
+	for _, c := range p.Cells {
+		if c.Peer == peer && c.Chunk == chunk {
+			return c, true
+		}
+	}
+	return Cell{}, false
+}
+
+// WriteJSON writes the results, indented, to path.
+func (r *Results) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// ReadJSON reads results written by WriteJSON, to render them again.
+func ReadJSON(path string) (*Results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &r, nil
+}
