@@ -383,8 +383,8 @@ func (ss *session) offerFor(h *protocol.Hello) (*protocol.Offer, error) {
 	case errors.Is(err, ErrRetry):
 		ss.retry = true
 		return &protocol.Offer{Status: protocol.StatusRetry, RetryAfter: 30}, nil
-	case err != nil:
-		return nil, err
+	case err != nil: // e.g. a class the gateway does not serve: the device is told "unavailable"
+		return nil, fmt.Errorf("%w: %v", protocol.ErrUnavailable, err)
 	case i == nil || i.Seq <= h.Running:
 		return &protocol.Offer{Status: protocol.StatusUpToDate}, nil
 	}

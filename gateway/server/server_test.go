@@ -244,3 +244,32 @@ func TestShutdownLetsRunningTransfersFinish(t *testing.T) {
 		t.Fatal("still accepting after shutdown")
 	}
 }
+
+type failingCatalog struct{}
+
+func (failingCatalog) Latest(string, uint32) (*Image, error) {
+	return nil, errors.New("device class not configured")
+}
+
+func TestCatalogFailureIsReportedAsUnavailable(t *testing.T) {
+	ev := &events{}
+	s, err := New(Config{}, devMap{"d": {Class: "esp8266-4m", PSK: psk(1)}}, failingCatalog{}, ev, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	if _, err := fetch(ln.Addr().String(), "d", psk(1), 256, 1); !errors.Is(err, protocol.ErrUnavailable) {
+		t.Fatalf("device got %v, want unavailable", err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ev.count(EventHandshakeFailed, "unavailable") == 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no unavailable event recorded: %+v", ev.ev)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
