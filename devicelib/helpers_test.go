@@ -58,8 +58,10 @@ func newSim(t testing.TB, maxPayload int) *sim {
 		t.Fatal(err)
 	}
 	s := &sim{flash: f, store: &devicelib.MemStore{}}
+	// A durable point per sector, finer than the default, so that small test images
+	// exercise resume; TestDefaultAckEvery covers the default.
 	s.cfg = devicelib.Config{ID: testID, PSK: testPSK, Class: testClass, MaxPayload: maxPayload,
-		Flash: f, Store: s.store, Rand: newSeeded(99)}
+		Flash: f, Store: s.store, Rand: newSeeded(99), AckEvery: sectorSize}
 	return s
 }
 

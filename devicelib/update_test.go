@@ -701,3 +701,24 @@ func TestRebootKeepsTheRollbackFloor(t *testing.T) {
 		t.Fatalf("state %+v", st)
 	}
 }
+
+// The default durable interval: a cut past the first 32 KiB resumes there, one before it
+// from the start, and the Acks on the wire come only at those points.
+func TestDefaultAckEvery(t *testing.T) {
+	img := randomImage(100<<10, 31)
+	gw := testgw.Start(t, protocol.MaxPayload, testKeys())
+	gw.Serve(img, testgw.Image(img, testClass, 2, nil))
+	s := newSim(t, 1024)
+	s.cfg.AckEvery = 0
+	if got := cutOnce(t, gw, s, 70<<10); got != 2*devicelib.DefaultAckEvery {
+		t.Fatalf("cut after ~70 KiB left %d durable, want %d", got, 2*devicelib.DefaultAckEvery)
+	}
+	res, gs, err := update(t, gw, s.device(t))
+	if err != nil || res.ResumedFrom != 2*devicelib.DefaultAckEvery {
+		t.Fatalf("resume: %+v, %v", res, err)
+	}
+	// Durable points past the resume: 96 KiB only (the end is the Report's).
+	if len(gs.Acks) != 1 || gs.Acks[0] != 3*devicelib.DefaultAckEvery {
+		t.Fatalf("acks %v, want [%d]", gs.Acks, 3*devicelib.DefaultAckEvery)
+	}
+}

@@ -28,7 +28,8 @@ const (
 	testSlot     = 256 << 10
 	testRunning  = 3
 	testBoot     = 5
-	testSectorSz = 4096 // FOTA_SECTOR_SIZE of the harness build
+	testSectorSz = 4096  // FOTA_SECTOR_SIZE of the harness build
+	testAckEvery = 32768 // FOTA_ACK_EVERY_DEFAULT: durable points when ack_every is 0
 )
 
 var testKey = sha256.Sum256([]byte("fotagate C device test key"))
@@ -203,7 +204,7 @@ func TestDeviceInstallsFromGoGateway(t *testing.T) {
 
 			every := c.ackEvery
 			if every == 0 {
-				every = testSectorSz
+				every = testAckEvery
 			}
 			// An Ack at every durable point (one per frame at most), the whole image, the Report.
 			var want []protocol.DeviceMessage
@@ -258,7 +259,7 @@ func cut(t *testing.T, d *device, img []byte, seq uint32, n int) uint32 {
 
 func TestDeviceResumesFromDurableOffsetAfterCut(t *testing.T) {
 	img := randomImage(70_000, 1)
-	d := newTestDevice(t, 1024, 0)
+	d := newTestDevice(t, 1024, testSectorSz)
 	// 30 frames of 1 KiB: durable at the last sector boundary below 30 KiB.
 	if got := cut(t, d, img, testRunning+1, 30); got != 28672 {
 		t.Fatalf("durable offset %d after a cut at 30720, want 28672", got)
@@ -284,7 +285,7 @@ func TestDeviceResumesFromDurableOffsetAfterCut(t *testing.T) {
 
 func TestDeviceStartsOverForAnotherImage(t *testing.T) {
 	a, b := randomImage(20_000, 2), randomImage(9_000, 3)
-	d := newTestDevice(t, 1024, 0)
+	d := newTestDevice(t, 1024, testSectorSz)
 	if got := cut(t, d, a, testRunning+1, 12); got == 0 {
 		t.Fatal("nothing durable after the cut")
 	}
@@ -297,7 +298,7 @@ func TestDeviceStartsOverForAnotherImage(t *testing.T) {
 
 func TestDeviceReverifiesItsPendingImage(t *testing.T) {
 	img := randomImage(10_000, 4)
-	d := newTestDevice(t, 512, 0)
+	d := newTestDevice(t, 512, testSectorSz)
 	install(t, d, newGateway(t, 4096), img, splitters(5)[0])
 	// The gateway did not get the Report, say, and offers the same image again: the device
 	// takes only the empty Final, verifies its slot again and reports.
@@ -316,7 +317,7 @@ func TestDeviceReverifiesItsPendingImage(t *testing.T) {
 
 func TestDeviceReportsDigestMismatchOfItsSlot(t *testing.T) {
 	img := randomImage(30_000, 5)
-	d := newTestDevice(t, 1024, 0)
+	d := newTestDevice(t, 1024, testSectorSz)
 	durable := cut(t, d, img, testRunning+1, 20)
 	// A bit rots below the durable offset between the sessions: the stream's bytes are all
 	// good, but the slot as read back is not, so the device must not mark it bootable.
@@ -341,7 +342,7 @@ func TestDeviceReportsDigestMismatchOfItsSlot(t *testing.T) {
 
 func TestDeviceVerifiesTheSlotNotTheStream(t *testing.T) {
 	img := randomImage(12_000, 13)
-	d := newTestDevice(t, 1024, 0)
+	d := newTestDevice(t, 1024, testSectorSz)
 	g := newGateway(t, 4096)
 	g.hello(d)
 	if _, err := g.accept(g.offer(d, offerOf(img, testRunning+1))); err != nil {
@@ -375,7 +376,7 @@ func TestDeviceResumesOnlyWhereTheSlotIsErased(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			d := newTestDevice(t, 1024, 0)
+			d := newTestDevice(t, 1024, testSectorSz)
 			d.setState(storedState{boot: testBoot, running: testRunning,
 				resume: image{testRunning + 1, uint32(len(img)), digest[:]}, durable: c.durable})
 			d.do("flash", "0", hx(img[:c.flashed]))
@@ -412,7 +413,7 @@ func TestDeviceRefusesByPolicy(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			d := newTestDevice(t, 1024, 0)
+			d := newTestDevice(t, 1024, testSectorSz)
 			if c.decline {
 				d.do("decline")
 			}
@@ -437,7 +438,7 @@ func TestDeviceRefusesByPolicy(t *testing.T) {
 
 func TestDeviceStopsOnGatewayAlert(t *testing.T) {
 	img := randomImage(9000, 7)
-	d := newTestDevice(t, 1024, 0)
+	d := newTestDevice(t, 1024, testSectorSz)
 	g := newGateway(t, 4096)
 	g.hello(d)
 	if _, err := g.accept(g.offer(d, offerOf(img, testRunning+1))); err != nil {
@@ -473,7 +474,7 @@ func TestDeviceBindsToItsConfiguredGateway(t *testing.T) {
 func (d *device) failAt(op string, n int) { d.do("fail", op, fmt.Sprint(n)) }
 
 func TestBootCounterIsDurableBeforeTheHello(t *testing.T) {
-	d := newTestDevice(t, 1024, 0)
+	d := newTestDevice(t, 1024, testSectorSz)
 	d.failAt("save", 1)
 	if got := d.do("start"); !slices.Equal(got, []string{"error:flash_error"}) {
 		t.Fatalf("start with a failing state save: %q, want no Hello", got)
@@ -507,7 +508,7 @@ func TestDeviceAlertsOnFlashFailure(t *testing.T) {
 	} {
 		t.Run(c.op, func(t *testing.T) {
 			t.Parallel()
-			d := newTestDevice(t, 1024, 0)
+			d := newTestDevice(t, 1024, testSectorSz)
 			g := newGateway(t, 4096)
 			g.hello(d)
 			if _, err := g.accept(g.offer(d, offerOf(img, testRunning+1))); err != nil {
@@ -536,7 +537,7 @@ func TestDeviceAlertsOnFlashFailure(t *testing.T) {
 	}
 	t.Run("accept", func(t *testing.T) {
 		// The state save that records a new image fails: refuse in the Accept itself.
-		d := newTestDevice(t, 1024, 0)
+		d := newTestDevice(t, 1024, testSectorSz)
 		g := newGateway(t, 4096)
 		g.hello(d)
 		d.failAt("save", 1)
@@ -552,7 +553,7 @@ func TestDeviceAlertsOnFlashFailure(t *testing.T) {
 func TestDeviceRefusesFramesBeforeBufferingThem(t *testing.T) {
 	hdr := func(typ byte, n int) []byte { return []byte{typ, byte(n >> 8), byte(n)} }
 	handshakeDone := func(t *testing.T) (*device, *gateway) {
-		d := newTestDevice(t, 256, 0)
+		d := newTestDevice(t, 256, testSectorSz)
 		g := newGateway(t, 4096)
 		g.hello(d)
 		if _, err := g.accept(g.offer(d, offerOf(randomImage(3000, 10), testRunning+1))); err != nil {
@@ -589,7 +590,7 @@ func TestDeviceRefusesFramesBeforeBufferingThem(t *testing.T) {
 			if c.streamed {
 				d, _ = handshakeDone(t)
 			} else {
-				d = newTestDevice(t, 256, 0)
+				d = newTestDevice(t, 256, testSectorSz)
 				newGateway(t, 4096).hello(d)
 			}
 			evs := d.feed(c.in, splitters(11)[1])
@@ -650,12 +651,12 @@ func TestDeviceConfigIsChecked(t *testing.T) {
 // this ID would use are bound to its key: an Ack replayed from another session is refused.
 func TestDeviceAcksAreBoundToTheSession(t *testing.T) {
 	img := randomImage(9000, 12)
-	d := newTestDevice(t, 1024, 0)
+	d := newTestDevice(t, 1024, testSectorSz)
 	g1 := newGateway(t, 4096)
 	g1.hello(d)
 	g1.accept(g1.offer(d, offerOf(img, testRunning+1)))
 	evs1 := d.feed(g1.frames(img, -1), splitters(12)[0])
-	d2 := newTestDevice(t, 1024, 0)
+	d2 := newTestDevice(t, 1024, testSectorSz)
 	d2.do("random", "ff0102030405060708090a0b")
 	g2 := newGateway(t, 4096)
 	g2.hello(d2)

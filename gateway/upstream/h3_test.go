@@ -114,10 +114,9 @@ func TestAutoFallsBackToH2WhenH3Down(t *testing.T) {
 	if tried == 0 {
 		t.Fatal("never tried the advertised HTTP/3 endpoint")
 	}
-	start := time.Now()
 	fetch("h3 known broken")
-	if datagrams.Load() != tried || time.Since(start) > cfg.HandshakeTimeout {
-		t.Fatalf("tried HTTP/3 again at once (%d more datagrams, %s)", datagrams.Load()-tried, time.Since(start))
+	if datagrams.Load() != tried {
+		t.Fatalf("tried HTTP/3 again at once (%d more datagrams)", datagrams.Load()-tried)
 	}
 	clock.advance(h3BrokenFor + time.Second)
 	fetch("after the broken period")

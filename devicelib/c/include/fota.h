@@ -81,8 +81,20 @@ extern "C" {
 #if FOTA_MAX_PAYLOAD < FOTA_MIN_PAYLOAD || FOTA_MAX_PAYLOAD > FOTA_PAYLOAD_LIMIT
 #error "FOTA_MAX_PAYLOAD must be 64..4096"
 #endif
+/*
+ * Default bytes between durable points: each costs a state save (a
+ * 45 ms sector erase on an ESP8266, and wear) and a 20-byte Ack, so
+ * 32 KiB keeps both near 0.06% of the image; a cut re-sends at most this.
+ */
+#ifndef FOTA_ACK_EVERY_DEFAULT
+#define FOTA_ACK_EVERY_DEFAULT 32768u
+#endif
+
 #if FOTA_SECTOR_SIZE < 256 || (FOTA_SECTOR_SIZE & (FOTA_SECTOR_SIZE - 1)) != 0
 #error "FOTA_SECTOR_SIZE must be a power of two of at least 256"
+#endif
+#if FOTA_ACK_EVERY_DEFAULT % FOTA_SECTOR_SIZE != 0
+#error "FOTA_ACK_EVERY_DEFAULT must be a multiple of FOTA_SECTOR_SIZE"
 #endif
 
 /*
@@ -198,8 +210,9 @@ struct fota_config {
 	/*
 	 * Bytes between durable points: flash sync, state save and an Ack
 	 * (so also the most a cut can cost). A multiple of
-	 * FOTA_SECTOR_SIZE; 0 means one sector. Fewer points wear the state
-	 * sector less; any value above the image size leaves only the end.
+	 * FOTA_SECTOR_SIZE; 0 means FOTA_ACK_EVERY_DEFAULT. Fewer points wear
+	 * the state sector less and send fewer Acks; any value above the
+	 * image size leaves only the end.
 	 */
 	uint32_t ack_every;
 

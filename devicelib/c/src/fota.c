@@ -115,7 +115,7 @@ static uint32_t max_payload(const struct fota_ctx *ctx)
 
 static uint32_t ack_every(const struct fota_ctx *ctx)
 {
-	return ctx->cfg->ack_every != 0 ? ctx->cfg->ack_every : FOTA_SECTOR_SIZE;
+	return ctx->cfg->ack_every != 0 ? ctx->cfg->ack_every : FOTA_ACK_EVERY_DEFAULT;
 }
 
 /*

@@ -97,7 +97,7 @@ func TestResumesAcrossRunsAfterACut(t *testing.T) {
 	gw.Serve(img, testgw.Image(img, testClass, 2, nil))
 	gw.SetCut(func(n int) int64 {
 		if n == 1 {
-			return 30 << 10
+			return 50 << 10 // past the first durable point (devicelib.DefaultAckEvery)
 		}
 		return 0
 	})
