@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fotagate/fotagate/bench/peers"
+	"github.com/fotagate/fotagate/bench/report"
 )
 
 // childEnv, set to 1, makes the program a child of the harness; the remaining arguments say
@@ -43,6 +44,9 @@ type childMsg struct {
 	Ready   *ready         `json:"ready,omitempty"`
 	Session *peers.Session `json:"session,omitempty"`
 	Fetch   *fetchResult   `json:"fetch,omitempty"`
+	// The concurrency sweep's children (sweep.go).
+	Memory *report.GatewayMemory `json:"memory,omitempty"`
+	Fleet  *fleetReport          `json:"fleet,omitempty"`
 }
 
 type ready struct {
@@ -69,6 +73,10 @@ func ChildMain(args []string) int {
 		err = childServe(args[1:], os.Stdin, os.Stdout)
 	case "fetch":
 		err = childFetch(args[1:], os.Stdout)
+	case "gateway":
+		err = childGateway(args[1:], os.Stdin, os.Stdout)
+	case "fleet":
+		err = childFleet(args[1:], os.Stdin, os.Stdout)
 	default:
 		err = fmt.Errorf("unknown child mode %q", args[0])
 	}
@@ -86,6 +94,7 @@ type childFlags struct {
 	seed             *uint64
 	timeout          *time.Duration
 	cpuprofile       *string
+	flash            *bool
 }
 
 func parseChild(name string, args []string) (*childFlags, peers.Peer, error) {
@@ -98,6 +107,7 @@ func parseChild(name string, args []string) (*childFlags, peers.Peer, error) {
 	f.seed = f.fs.Uint64("seed", 1, "image seed")
 	f.timeout = f.fs.Duration("timeout", time.Hour, "transfer time limit")
 	f.cpuprofile = f.fs.String("cpuprofile", "", "write a CPU profile of this process to the file")
+	f.flash = f.fs.Bool("flash", false, "fetch: write into a flash with the ESP8266's timing")
 	if err := f.fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
@@ -147,7 +157,8 @@ func childFetch(args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *f.timeout)
 	defer cancel()
-	got, err := p.Fetch(ctx, peers.FetchConfig{Addr: *f.addr, Info: *f.info, Chunk: *f.chunk})
+	got, err := p.Fetch(ctx, peers.FetchConfig{Addr: *f.addr, Info: *f.info, Chunk: *f.chunk,
+		FlashTiming: *f.flash, ImageSize: *f.size})
 	res := fetchResult{Elapsed: got.Elapsed, FirstByte: got.FirstByte, Bytes: len(got.Image)}
 	if err == nil && sha256.Sum256(got.Image) != sha256.Sum256(Image(*f.size, *f.seed)) {
 		err = fmt.Errorf("delivered image (%d bytes) differs from the served one (%d bytes)", len(got.Image), *f.size)

@@ -40,11 +40,20 @@ type Plan struct {
 	Progress   io.Writer     // a line per transfer; nil for none
 	Command    string        // recorded in the results
 	Smoke      bool
+	// NoBound skips measuring the physical bound (tests that do not look at it).
+	NoBound bool
 	// ProfileDir, when set, gets a CPU profile of every server process, named
 	// <profile>-<peer>.pprof: for finding where a gateway's CPU per MiB goes.
 	ProfileDir string
 
+	// Sweep lists the device counts of the concurrency sweep (none: no sweep); SweepImage,
+	// when set, is every step's image size instead of SweepImageSize's.
+	Sweep      []int
+	SweepImage int
+	SweepChunk int // 0 means devicelib.DefaultMaxPayload
+
 	serverSeed uint64 // tests only: serve another image than the devices expect
+	sweepKey   byte   // tests only: devices of the sweep use a key the gateway does not hold
 }
 
 // DefaultChunks are the chunk sizes of a full sweep.
@@ -98,6 +107,22 @@ func Run(ctx context.Context, p Plan) (*report.Results, error) {
 		}
 		pr := report.Profile{Name: prof.Name, Description: prof.String(), Emulation: e.describe(), Loss: prof.Loss}
 		fmt.Fprintf(p.Progress, "== %s: %s\n   link: %s\n", prof.Name, prof, pr.Emulation)
+		if prof.Flash {
+			pr.Flash, pr.Base, pr.FlashSeconds = true, prof.Base(), map[int]float64{}
+			for _, c := range p.Chunks {
+				pr.FlashSeconds[c] = peers.FlashTime(p.ImageSize, c).Seconds()
+			}
+		}
+		if !prof.Emulated() && !prof.Flash && res.Bound == nil && !p.Smoke && !p.NoBound {
+			// The bound belongs to this run's loopback cells: measured here, with nothing else running.
+			b, err := MeasureBound(p.Chunks)
+			if err != nil {
+				return res, fmt.Errorf("measuring the physical bound: %w", err)
+			}
+			res.Bound = &b
+			fmt.Fprintf(p.Progress, "   bound of one core: seal %.0f MB/s, tcp %.0f MB/s, both %.0f MB/s\n",
+				b.SealPerCore/1e6, b.TCPPerCore/1e6, b.Combined()/1e6)
+		}
 		for _, peer := range p.Peers {
 			pr.Cells = append(pr.Cells, r.peer(ctx, e, prof, peer)...)
 			if ctx.Err() != nil {
@@ -108,6 +133,19 @@ func Run(ctx context.Context, p Plan) (*report.Results, error) {
 		if err := e.Close(); err != nil {
 			return res, fmt.Errorf("tearing down link %s: %w", prof.Name, err)
 		}
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+	}
+	if len(p.Sweep) > 0 {
+		if res.Bound == nil && !p.Smoke && !p.NoBound {
+			b, err := MeasureBound(p.Chunks)
+			if err != nil {
+				return res, fmt.Errorf("measuring the physical bound: %w", err)
+			}
+			res.Bound = &b
+		}
+		res.Sweep = runSweep(ctx, p)
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
@@ -227,6 +265,9 @@ func (r *runner) transfer(ctx context.Context, e env, prof link.Profile, srv *se
 	hasIP = hasIP && !warm
 	args := []string{"fetch", "--peer", peer.Name(), "--addr", addr, "--info", srv.info, "--chunk", strconv.Itoa(chunk),
 		"--size", strconv.Itoa(r.ImageSize), "--seed", strconv.FormatUint(r.Seed, 10), "--timeout", r.Timeout.String()}
+	if prof.Flash && !warm {
+		args = append(args, "--flash")
+	}
 	cmd := e.command(warm, r.Exe, args)
 	cmd.Env = childEnviron(peer.ClientEnv())
 	var stdout, stderr bytes.Buffer
@@ -254,6 +295,7 @@ func (r *runner) transfer(ctx context.Context, e env, prof link.Profile, srv *se
 	s := report.Sample{
 		Seconds: f.Elapsed.Seconds(), FirstByte: f.FirstByte.Seconds(), Goodput: size / f.Elapsed.Seconds(),
 		BytesIn: sess.BytesIn, BytesOut: sess.BytesOut, WireRatio: float64(sess.BytesIn+sess.BytesOut) / size,
+		DownRatio:   float64(sess.BytesOut) / size,
 		HandshakeIn: sess.HandshakeIn, HandshakeOut: sess.HandshakeOut, RoundTrips: sess.HandshakeTurns,
 		Writes: sess.Writes, MaxWrite: sess.MaxWrite,
 		CPUSeconds: (sess.CPUUser + sess.CPUSys).Seconds(), ServerRSS: sess.MaxRSS,
@@ -280,6 +322,7 @@ type serverProc struct {
 	stdin      io.WriteCloser
 	addr, info string
 	sessions   chan peers.Session
+	memory     chan report.GatewayMemory
 	exited     chan struct{}
 	waitErr    error
 	stderr     *tailBuffer
@@ -288,8 +331,13 @@ type serverProc struct {
 func startServer(ctx context.Context, e env, exe string, peer peers.Peer, size int, seed uint64, extra ...string) (*serverProc, error) {
 	args := append([]string{"serve", "--peer", peer.Name(), "--addr", e.serverHost() + ":0",
 		"--size", strconv.Itoa(size), "--seed", strconv.FormatUint(seed, 10)}, extra...)
-	s := &serverProc{cmd: e.command(true, exe, args), sessions: make(chan peers.Session, 64), exited: make(chan struct{}),
-		stderr: &tailBuffer{max: 4096, b: &bytes.Buffer{}}}
+	return startProc(ctx, e.command(true, exe, args), "server "+peer.Name())
+}
+
+// startProc starts a server-like child and waits for its ready line.
+func startProc(ctx context.Context, cmd *exec.Cmd, name string) (*serverProc, error) {
+	s := &serverProc{cmd: cmd, sessions: make(chan peers.Session, 64), memory: make(chan report.GatewayMemory, 4),
+		exited: make(chan struct{}), stderr: &tailBuffer{max: 4096, b: &bytes.Buffer{}}}
 	s.cmd.Env = childEnviron(nil)
 	s.cmd.Stderr = s.stderr
 	var err error
@@ -301,7 +349,7 @@ func startServer(ctx context.Context, e env, exe string, peer peers.Peer, size i
 		return nil, err
 	}
 	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("server %s: %w", peer.Name(), err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	readyc := make(chan ready, 1)
 	go func() {
@@ -319,6 +367,11 @@ func startServer(ctx context.Context, e env, exe string, peer peers.Peer, size i
 				case s.sessions <- *m.Session:
 				default: // one transfer at a time never gets here; never block the reader
 				}
+			case m.Memory != nil:
+				select {
+				case s.memory <- *m.Memory:
+				default: // one sample asked for at a time never gets here
+				}
 			}
 		}
 		s.waitErr = s.cmd.Wait()
@@ -329,12 +382,12 @@ func startServer(ctx context.Context, e env, exe string, peer peers.Peer, size i
 		s.addr, s.info = rd.Addr, rd.Info
 		return s, nil
 	case <-s.exited:
-		return nil, fmt.Errorf("server %s exited: %v: %s", peer.Name(), s.waitErr, strings.TrimSpace(s.stderr.String()))
+		return nil, fmt.Errorf("%s exited: %v: %s", name, s.waitErr, strings.TrimSpace(s.stderr.String()))
 	case <-time.After(30 * time.Second):
 	case <-ctx.Done():
 	}
 	s.stop()
-	return nil, fmt.Errorf("server %s: not ready", peer.Name())
+	return nil, fmt.Errorf("%s: not ready", name)
 }
 
 // next waits for the server to report the session that just ended.

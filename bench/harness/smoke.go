@@ -10,7 +10,8 @@ import (
 )
 
 // SmokePlan is `fotabench --smoke`: every peer once on loopback with 512-byte chunks and a
-// 128 KiB image. It takes a few seconds; it exists to fail when a peer stops working.
+// 128 KiB image, and a concurrency sweep of one small step. It takes a few seconds; it exists
+// to fail when a peer or the sweep stops working.
 func SmokePlan() Plan {
 	return Plan{
 		Profiles:  []link.Profile{link.Profiles[0]},
@@ -21,12 +22,16 @@ func SmokePlan() Plan {
 		Reps:      1,
 		Timeout:   30 * time.Second,
 		Smoke:     true,
+		// Ten devices at once against one gateway: the concurrency sweep's children and
+		// accounting, in a fraction of a second.
+		Sweep:      []int{10},
+		SweepImage: 16 << 10,
 	}
 }
 
-// Failures lists what should fail a run: every cell that ended in an error, and in a smoke run
+// Failures lists what should fail a run: every cell that ended in an error, in a smoke run
 // every cell that has no sample at all (a smoke chunk size that a peer cannot use is a
-// broken smoke).
+// broken smoke), and every sweep step that failed or lost a session.
 func Failures(r *report.Results) []string {
 	var out []string
 	for _, p := range r.Profiles {
@@ -39,5 +44,5 @@ func Failures(r *report.Results) []string {
 			}
 		}
 	}
-	return out
+	return append(out, report.SweepFailures(r.Sweep)...)
 }

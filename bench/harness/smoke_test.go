@@ -31,6 +31,9 @@ func TestSmokeRunsEveryPeerAndDeliversTheImage(t *testing.T) {
 	if f := Failures(res); len(f) > 0 {
 		t.Fatalf("smoke failed:\n%s", strings.Join(f, "\n"))
 	}
+	if len(res.Sweep) != 1 || res.Sweep[0].Held.Sessions != 10 {
+		t.Fatalf("smoke sweep %+v: want one step holding 10 sessions", res.Sweep)
+	}
 	if n := len(res.Profiles[0].Cells); n != len(p.Peers) {
 		t.Fatalf("%d cells for %d peers", n, len(p.Peers))
 	}
@@ -44,7 +47,7 @@ func TestSmokeRunsEveryPeerAndDeliversTheImage(t *testing.T) {
 
 func TestSmokeFailsWhenADeviceGetsADifferentImage(t *testing.T) {
 	p := SmokePlan()
-	p.Peers = p.Peers[:1]
+	p.Peers, p.Sweep = p.Peers[:1], nil
 	// The device derives the image from the seed; a server that serves another image must be
 	// caught by the device's digest check, whatever the protocol says.
 	res, err := Run(context.Background(), withServerSeed(p, 99))

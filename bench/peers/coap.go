@@ -165,7 +165,7 @@ func (c CoAP) Fetch(ctx context.Context, f FetchConfig) (Fetched, error) {
 		options.WithPeriodicRunner(periodic.New(ctx.Done(), 100*time.Millisecond)),
 		options.WithGetToken(func() (message.Token, error) { return token, nil }))
 	defer cc.Close()
-	var img []byte
+	img := newSink(f, f.ImageSize)
 	for num := int64(0); ; num++ {
 		block, err := blockwise.EncodeBlockOption(szx(f.Chunk), num, false)
 		if err != nil {
@@ -193,9 +193,10 @@ func (c CoAP) Fetch(ctx context.Context, f FetchConfig) (Fetched, error) {
 		if num == 0 {
 			out.FirstByte = time.Since(start)
 		}
-		img = append(img, payload...)
+		img.write(payload)
 		if !more {
-			out.Image, out.Elapsed = img, time.Since(start)
+			out.Image = img.finish()
+			out.Elapsed = time.Since(start)
 			return out, nil
 		}
 	}

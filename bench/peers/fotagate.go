@@ -5,10 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"time"
 
+	"github.com/fotagate/fotagate/devicelib"
 	"github.com/fotagate/fotagate/gateway/server"
 	"github.com/fotagate/fotagate/protocol"
 )
@@ -17,7 +17,7 @@ import (
 // protocol.DeviceConn, as the C device will. The chunk is the device's announced maximum
 // payload, so every data frame carries one chunk (19 bytes of header and tag on top); the
 // gateway packs several frames into each write, as its write buffers allow, and never waits
-// for Acks. The device Acks once per 4 KiB flash sector.
+// for Acks. The device is devicelib's Device, which Acks every devicelib.DefaultAckEvery bytes.
 type Fotagate struct{}
 
 // The one device and image the bench provisions.
@@ -34,7 +34,7 @@ func (Fotagate) Network() string { return "tcp" }
 func (Fotagate) About() string {
 	return "fotagate protocol (PSK handshake, ChaCha20-Poly1305 frames) from the real gateway/server; " +
 		"chunk = the device's max payload, one frame per chunk; the gateway packs several frames per write; " +
-		"the device Acks every 4 KiB sector"
+		"the device is devicelib's (Acks every " + sizeName(devicelib.DefaultAckEvery) + ", its default)"
 }
 func (Fotagate) ClientEnv() []string { return nil }
 
@@ -45,9 +45,24 @@ func (Fotagate) Check(chunk int) error {
 	return nil
 }
 
+// DeviceRAM is sizeof(struct fota_ctx) at FOTA_MAX_PAYLOAD = chunk, as the C library's size
+// report measured it with the ESP8266's compiler: the whole session, frame buffer included.
 func (Fotagate) DeviceRAM(chunk int) RAM {
-	return RAM{Bytes: protocol.FrameBufferSize(chunk),
-		How: "frame buffer max(19+chunk, 177) (PROTOCOL.md 3.3) + session context (pending C size report)"}
+	rep, err := deviceSizes()
+	if err != nil {
+		return RAM{How: fmt.Sprintf("not measured: %v (bench/peers/device-size.txt; fotabench --c-size-report writes it)", err)}
+	}
+	row, ok := rep.Rows[chunk]
+	if !ok {
+		return RAM{How: fmt.Sprintf("not measured: the C size report has no FOTA_MAX_PAYLOAD=%d (fotabench --c-size-report)", chunk)}
+	}
+	how := fmt.Sprintf("sizeof(struct fota_ctx) at FOTA_MAX_PAYLOAD=%d: frame buffer %d + session %d "+
+		"(devicelib/c/tools/size-report.sh, %s -Os); the API's deepest stack adds %d",
+		chunk, row.Body, row.Ctx-row.Body, rep.Compiler, row.Stack)
+	if ed, ok := rep.Variants["ed25519"][chunk]; ok {
+		how += fmt.Sprintf(" (%d with Ed25519 vendor signatures, context %d)", ed.Stack, ed.Ctx)
+	}
+	return RAM{Bytes: row.Ctx, How: how}
 }
 
 type oneDevice struct{}
@@ -102,59 +117,67 @@ func (f *fotagateServer) Close() error {
 	return f.s.Shutdown(ctx)
 }
 
+// Fetch plays the device with devicelib's Device, as the simulator and the demo do: its
+// staging slot is a MemFlash (with the ESP8266's timing under FlashTiming), its state a
+// MemStore, and it makes its progress durable and Acks it every devicelib.DefaultAckEvery
+// bytes, whatever that default is today. The image is read back from the slot.
 func (Fotagate) Fetch(ctx context.Context, f FetchConfig) (Fetched, error) {
-	start := time.Now()
+	mem, err := devicelib.NewMemFlash(f.slotSize(), sectorSize)
+	if err != nil {
+		return Fetched{}, err
+	}
+	var (
+		flash devicelib.Flash = mem
+		store devicelib.Store = &devicelib.MemStore{}
+		pace  pacer
+		out   Fetched
+		start time.Time
+		size  uint32
+		first uint32 // the first payload's size: the chunk the gateway chose
+	)
+	if f.FlashTiming {
+		flash, store = timedFlash(mem, &pace), timedStore{store, &pace}
+	}
+	dev, err := devicelib.New(devicelib.Config{ID: benchDevice, PSK: benchPSK, Class: benchClass, MaxPayload: f.Chunk,
+		Flash: flash, Store: store,
+		Progress: func(p devicelib.Progress) {
+			size = p.Image.Size
+			if out.FirstByte == 0 && p.Received > p.Start {
+				out.FirstByte = time.Since(start)
+				first = p.Received - p.Start
+			}
+			// The last call of a download comes once the whole image is in flash and synced.
+			if out.Elapsed == 0 && p.Durable == p.Image.Size {
+				pace.flush()
+				out.Elapsed = time.Since(start)
+			}
+		}})
+	if err != nil {
+		return Fetched{}, err
+	}
+	start = time.Now()
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", f.Addr)
 	if err != nil {
 		return Fetched{}, err
 	}
 	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) }) //nolint:errcheck // shows as an I/O error
-	defer stop()
-	dc, err := protocol.NewDeviceConn(c, &protocol.DeviceConfig{DeviceID: benchDevice, PSK: benchPSK, Class: benchClass,
-		Running: benchSeq - 1, MaxPayload: f.Chunk, BootCounter: 1, Rand: rand.NewChaCha8([32]byte{1})})
+	res, err := dev.Update(ctx, c)
 	if err != nil {
+		return Fetched{}, fmt.Errorf("fotagate: %v after %d bytes: %w", res.Outcome, res.Received, err)
+	}
+	if res.Outcome != devicelib.Installed {
+		return Fetched{}, fmt.Errorf("fotagate: outcome %v, want installed", res.Outcome)
+	}
+	if res.Image.Seq != benchSeq || out.Elapsed == 0 {
+		return Fetched{}, fmt.Errorf("fotagate: installed image %d of %d bytes, want %d in full", res.Image.Seq, size, benchSeq)
+	}
+	if want := min(uint32(f.Chunk), size); first != want {
+		return Fetched{}, fmt.Errorf("fotagate: first payload %d bytes, want %d: the gateway chose another chunk", first, want)
+	}
+	out.Image = make([]byte, res.Image.Size)
+	if err := mem.Read(0, out.Image); err != nil {
 		return Fetched{}, err
 	}
-	offer, err := dc.Handshake(func(*protocol.Manifest) uint32 { return 0 })
-	if err != nil {
-		return Fetched{}, err
-	}
-	if offer.Status != protocol.StatusOffer {
-		return Fetched{}, fmt.Errorf("fotagate: offer status %d, want an image", offer.Status)
-	}
-	if got := int(offer.Manifest.Chunk); got != f.Chunk {
-		return Fetched{}, fmt.Errorf("fotagate: gateway chose %d-byte chunks, asked for %d", got, f.Chunk)
-	}
-	out := Fetched{Image: make([]byte, offer.Manifest.Size)}
-	acked := uint32(0)
-	for {
-		p, off, final, err := dc.Next()
-		if err != nil {
-			return Fetched{}, err
-		}
-		if out.FirstByte == 0 {
-			out.FirstByte = time.Since(start)
-		}
-		copy(out.Image[off:], p)
-		end := off + uint32(len(p))
-		if final {
-			out.Elapsed = time.Since(start)
-			if sha256.Sum256(out.Image) != offer.Manifest.Digest {
-				dc.Alert(protocol.CodeDigestMismatch) //nolint:errcheck // failing anyway
-				return Fetched{}, protocol.ErrDigestMismatch
-			}
-			if err := dc.Report(protocol.CodeOK, end); err != nil {
-				return Fetched{}, fmt.Errorf("fotagate: sending Report: %w", err)
-			}
-			return out, nil
-		}
-		if durable := end / sectorSize * sectorSize; durable > acked {
-			if err := dc.Ack(durable); err != nil {
-				return Fetched{}, fmt.Errorf("fotagate: sending Ack: %w", err)
-			}
-			acked = durable
-		}
-	}
+	return out, nil
 }

@@ -6,12 +6,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
-	"errors"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log"
@@ -32,7 +30,7 @@ import (
 // any other suite was negotiated.
 //
 // The server is stock net/http over crypto/tls with one self-signed ECDSA P-256 certificate
-// (pinned by the device) and no session tickets (the device would not keep them). With
+// (the device's only root) and no session tickets (the device would not keep them). With
 // RecordPerChunk false it answers with http.ServeContent, so Go writes full 16 KiB records and
 // the chunk is only the device's read size. With RecordPerChunk true it writes and flushes one
 // chunk at a time, one TLS record per chunk: what a device with a chunk-sized record buffer
@@ -90,17 +88,18 @@ func (h HTTPS) DeviceRAM(chunk int) RAM {
 			how += " (not a max_fragment_length value)"
 		}
 	}
-	return RAM{Bytes: chunk + bearSSLInOverhead + chunk + bearSSLOutOverhd + bearSSLClientCtx + bearSSLX509Ctx, How: how}
+	rec := max(chunk, 512) // below 512 B a device still needs 512-byte records: the smallest max_fragment_length
+	return RAM{Bytes: rec + bearSSLInOverhead + rec + bearSSLOutOverhd + bearSSLClientCtx + bearSSLX509Ctx, How: how}
 }
 
 type httpsServer struct {
-	srv *http.Server
-	ln  net.Listener
-	pin string
+	srv  *http.Server
+	ln   net.Listener
+	cert string // DER, base64: Info
 }
 
 func (h HTTPS) Serve(addr string, img []byte, m *Meter) (Server, error) {
-	cert, pin, err := selfSigned()
+	cert, certB64, err := selfSigned()
 	if err != nil {
 		return nil, err
 	}
@@ -139,11 +138,13 @@ func (h HTTPS) Serve(addr string, img []byte, m *Meter) (Server, error) {
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
 	go srv.Serve(tls.NewListener(m.Listener(ln), cfg)) //nolint:errcheck // ends at Close
-	return &httpsServer{srv: srv, ln: ln, pin: pin}, nil
+	return &httpsServer{srv: srv, ln: ln, cert: certB64}, nil
 }
 
 // selfSigned makes an ECDSA P-256 certificate, the smallest a web PKI server would send; a
 // real chain adds an intermediate (about 1 KB more per handshake).
+// selfSigned makes the server's certificate and returns it with its DER in base64, which
+// the harness hands to the device as Server.Info.
 func selfSigned() (tls.Certificate, string, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -156,37 +157,35 @@ func selfSigned() (tls.Certificate, string, error) {
 	if err != nil {
 		return tls.Certificate{}, "", err
 	}
-	sum := sha256.Sum256(der)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, hex.EncodeToString(sum[:]), nil
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, base64.StdEncoding.EncodeToString(der), nil
 }
 
 func (s *httpsServer) Addr() string { return s.ln.Addr().String() }
-func (s *httpsServer) Info() string { return s.pin }
+func (s *httpsServer) Info() string { return s.cert }
 func (s *httpsServer) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return s.srv.Shutdown(ctx)
 }
 
-var errPin = errors.New("https: server certificate does not match the pin")
-
 func (h HTTPS) Fetch(ctx context.Context, f FetchConfig) (Fetched, error) {
+	der, err := base64.StdEncoding.DecodeString(f.Info)
+	if err != nil {
+		return Fetched{}, fmt.Errorf("https: server certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return Fetched{}, fmt.Errorf("https: server certificate: %w", err)
+	}
+	// The server's one self-signed certificate is the device's only root: verified as a
+	// device with a provisioned certificate would, no chain beyond it.
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
 	tr := &http.Transport{
-		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS13, ServerName: "fotabench",
+		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS13, ServerName: "fotabench", RootCAs: roots,
 			// X25519 alone, as a device would offer: Go's default adds an ML-KEM-768 share,
 			// which costs 2.3 KB of handshake that no ESP8266 could compute.
-			CurvePreferences:   []tls.CurveID{tls.X25519},
-			InsecureSkipVerify: true, // the leaf is checked against the pin instead
-			VerifyConnection: func(cs tls.ConnectionState) error {
-				if len(cs.PeerCertificates) == 0 {
-					return errPin
-				}
-				sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
-				if hex.EncodeToString(sum[:]) != f.Info {
-					return errPin
-				}
-				return nil
-			}},
+			CurvePreferences: []tls.CurveID{tls.X25519}},
 		DisableKeepAlives:  true,
 		DisableCompression: true,
 		TLSNextProto:       map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1, as a device speaks
@@ -213,15 +212,17 @@ func (h HTTPS) Fetch(ctx context.Context, f FetchConfig) (Fetched, error) {
 	if resp.TLS.CipherSuite != tls.TLS_CHACHA20_POLY1305_SHA256 {
 		return Fetched{}, fmt.Errorf("https: negotiated %s", tls.CipherSuiteName(resp.TLS.CipherSuite))
 	}
-	out := Fetched{Image: make([]byte, 0, max(resp.ContentLength, 0))}
+	var out Fetched
+	img := newSink(f, int(resp.ContentLength))
 	buf := make([]byte, f.Chunk)
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 && out.FirstByte == 0 {
 			out.FirstByte = time.Since(start)
 		}
-		out.Image = append(out.Image, buf[:n]...)
+		img.write(buf[:n])
 		if err == io.EOF {
+			out.Image = img.finish()
 			out.Elapsed = time.Since(start)
 			return out, nil
 		}

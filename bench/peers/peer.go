@@ -47,6 +47,20 @@ type FetchConfig struct {
 	Addr  string
 	Info  string // Server.Info
 	Chunk int
+	// FlashTiming makes the device write what it receives into a flash with the ESP8266's
+	// timing as it goes (flash.go).
+	FlashTiming bool
+	// ImageSize is the size of the image the device expects: its staging slot. 0 means 2 MiB.
+	ImageSize int
+}
+
+// slotSize is the device's staging slot for f: the image size rounded up to whole sectors.
+func (f FetchConfig) slotSize() int64 {
+	n := f.ImageSize
+	if n <= 0 {
+		n = 2 << 20
+	}
+	return int64((n + sectorSize - 1) / sectorSize * sectorSize)
 }
 
 // Fetched is what a device got.
@@ -79,5 +93,15 @@ func Lookup(name string) (Peer, error) {
 	return nil, fmt.Errorf("peer %q unknown (known: %v)", name, names)
 }
 
-// sectorSize is the flash sector a device acknowledges (ESP8266: 4 KiB).
-const sectorSize = 4096
+// SectorSize is the flash sector of the bench's devices (ESP8266: 4 KiB).
+const SectorSize = 4096
+
+const sectorSize = SectorSize
+
+// sizeName writes a byte count as people read it: 32 KiB, 512 B.
+func sizeName(n int) string {
+	if n >= 1<<10 && n%(1<<10) == 0 {
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -94,13 +94,15 @@ func (TCP) Fetch(ctx context.Context, f FetchConfig) (Fetched, error) {
 	}
 	var out Fetched
 	buf := make([]byte, f.Chunk)
+	img := newSink(f, f.ImageSize)
 	for {
 		n, err := c.Read(buf)
 		if n > 0 && out.FirstByte == 0 {
 			out.FirstByte = time.Since(start)
 		}
-		out.Image = append(out.Image, buf[:n]...)
+		img.write(buf[:n])
 		if err == io.EOF {
+			out.Image = img.finish()
 			out.Elapsed = time.Since(start)
 			return out, nil
 		}

@@ -10,7 +10,11 @@ import (
 
 // Results is one run of the bench.
 type Results struct {
-	Command     string     `json:"command"`
+	Command string `json:"command"`
+	// Rendered is the command that drew RESULTS.md again from this run's JSON, if one did,
+	// and RenderedAt when.
+	Rendered    string     `json:"rendered,omitempty"`
+	RenderedAt  time.Time  `json:"rendered_at,omitzero"`
 	Started     time.Time  `json:"started"`
 	Finished    time.Time  `json:"finished"`
 	Machine     Machine    `json:"machine"`
@@ -22,6 +26,10 @@ type Results struct {
 	Chunks      []int      `json:"chunks"`
 	Peers       []PeerInfo `json:"peers"`
 	Profiles    []Profile  `json:"profiles"`
+	// Bound is the loopback physical bound, measured in the run when it has a loopback profile.
+	Bound *Bound `json:"bound,omitempty"`
+	// Sweep is the concurrency sweep, when the run had one.
+	Sweep []SweepStep `json:"sweep,omitempty"`
 }
 
 // Machine describes where the run happened.
@@ -55,7 +63,13 @@ type Profile struct {
 	Description string  `json:"description"`
 	Emulation   string  `json:"emulation"` // how the link was made
 	Loss        float64 `json:"loss"`      // probability of a packet loss each way
-	Cells       []Cell  `json:"cells"`
+	// Flash is true when the devices wrote to a flash with the ESP8266's timing; Base is then
+	// the name of the same link without it.
+	Flash bool   `json:"flash,omitempty"`
+	Base  string `json:"base,omitempty"`
+	// FlashSeconds is the flash model's time for the image writes alone, by chunk size.
+	FlashSeconds map[int]float64 `json:"flash_seconds,omitempty"`
+	Cells        []Cell          `json:"cells"`
 }
 
 // Cell is one peer at one chunk size on one profile.
@@ -76,6 +90,7 @@ type Sample struct {
 	BytesIn      int64   `json:"bytes_in"`
 	BytesOut     int64   `json:"bytes_out"`
 	WireRatio    float64 `json:"wire_ratio"` // (in + out) / image bytes
+	DownRatio    float64 `json:"down_ratio"` // out / image bytes: the downlink alone
 	HandshakeIn  int64   `json:"handshake_in"`
 	HandshakeOut int64   `json:"handshake_out"`
 	RoundTrips   int     `json:"round_trips"` // before the first image byte, TCP connect included
@@ -100,6 +115,7 @@ type IPCounts struct {
 type Summary struct {
 	N                                      int
 	Seconds, FirstByte, Goodput, WireRatio float64
+	DownRatio                              float64 // gateway → device bytes / image bytes
 	HandshakeIn, HandshakeOut              int64
 	RoundTrips                             int
 	CPUmsPerMiB, IPRatio, IPDropped        float64
@@ -124,6 +140,7 @@ func (c Cell) Summary() (s Summary, ok bool) {
 	s.FirstByte = f(func(x Sample) float64 { return x.FirstByte })
 	s.Goodput = f(func(x Sample) float64 { return x.Goodput })
 	s.WireRatio = f(func(x Sample) float64 { return x.WireRatio })
+	s.DownRatio = f(func(x Sample) float64 { return x.DownRatio })
 	s.HandshakeIn = int64(f(func(x Sample) float64 { return float64(x.HandshakeIn) }))
 	s.HandshakeOut = int64(f(func(x Sample) float64 { return float64(x.HandshakeOut) }))
 	s.RoundTrips = int(f(func(x Sample) float64 { return float64(x.RoundTrips) }))
@@ -185,6 +202,16 @@ func ReadJSON(path string) (*Results, error) {
 	var r Results
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	// Runs from before the downlink figure existed kept the bytes it comes from.
+	for i := range r.Profiles {
+		for j := range r.Profiles[i].Cells {
+			for k := range r.Profiles[i].Cells[j].Samples {
+				if s := &r.Profiles[i].Cells[j].Samples[k]; s.DownRatio == 0 && s.BytesOut > 0 && r.ImageSize > 0 {
+					s.DownRatio = float64(s.BytesOut) / float64(r.ImageSize)
+				}
+			}
+		}
 	}
 	return &r, nil
 }

@@ -4,6 +4,7 @@
 //
 //	fotabench --smoke                              # every peer once on loopback; exit 1 if one fails
 //	fotabench --profiles loopback,2mbit-50ms       # a sweep; see bench/README.md
+//	fotabench --profiles '' --sweep 1,10,100,1000,10000   # the concurrency sweep alone
 //	fotabench --render bench/results.json          # RESULTS.md and charts again, from an earlier run
 package main
 
@@ -43,7 +44,7 @@ func run() int {
 	for _, c := range harness.DefaultChunks {
 		allChunks = append(allChunks, strconv.Itoa(c))
 	}
-	smoke := flag.Bool("smoke", false, "run every peer once on loopback (512 B chunks, 128 KiB image) and exit 1 if any fails")
+	smoke := flag.Bool("smoke", false, "run every peer once on loopback (512 B chunks, 128 KiB image) and 10 devices at once against one gateway; exit 1 if any fails")
 	profiles := flag.String("profiles", strings.Join(allProfiles, ","), "link profiles to run")
 	peerList := flag.String("peers", strings.Join(allPeers, ","), "peers to run")
 	chunks := flag.String("chunks", strings.Join(allChunks, ","), "chunk sizes in bytes")
@@ -55,8 +56,11 @@ func run() int {
 	jsonFile := flag.String("json", "", "write every cell and sample as JSON to this file")
 	timeout := flag.Duration("timeout", 30*time.Minute, "time limit of one transfer")
 	maxRep := flag.Duration("max-rep-time", 30*time.Second, "after a transfer slower than this, do not repeat that cell")
-	profileDir := flag.String("cpuprofile-dir", "", "write a CPU profile of each server process into this directory")
-	render := flag.String("render", "", "measure nothing: write RESULTS.md and charts/ from this JSON file of an earlier run (peer descriptions and computed RAM from this build)")
+	profileDir := flag.String("cpuprofile-dir", "", "write a CPU profile of each server process (and each sweep step's gateway) into this directory")
+	sweep := flag.String("sweep", "", "device counts of the concurrency sweep, e.g. "+joinInts(harness.DefaultSweep)+" (empty: none)")
+	sweepImage := flag.Int("sweep-image-size", 0, "image size of every sweep step (0: 1 MiB, less at large steps so a step moves at most 320 MiB)")
+	cSize := flag.Bool("c-size-report", false, "measure nothing: run devicelib/c/tools/size-report.sh for every chunk size and write bench/peers/device-size.txt (run from the repository root)")
+	render := flag.String("render", "", "measure nothing: write RESULTS.md and charts/ from this JSON file of an earlier run (device RAM from this build)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: fotabench [flags]\n\nProfiles: %s\nPeers: %s\n\n",
 			strings.Join(allProfiles, ", "), strings.Join(allPeers, ", "))
@@ -66,22 +70,28 @@ func run() int {
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
+	if *cSize {
+		if err := harness.WriteCSizeReport(".", harness.DefaultChunks); err != nil {
+			fmt.Fprintln(os.Stderr, "fotabench:", err)
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "wrote bench/peers/device-size.txt; rebuild fotabench to use it")
+		return 0
+	}
 	if *render != "" {
 		res, err := report.ReadJSON(*render)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "fotabench:", err)
 			return 1
 		}
-		// Descriptions and computed RAM come from this build; the measurements from the file.
-		var ps []peers.Peer
-		for _, pi := range res.Peers {
+		// The measurements and the peers' descriptions (how they ran then) come from the file;
+		// the device RAM, which no run measures, from this build.
+		for i, pi := range res.Peers {
 			if p, err := peers.Lookup(pi.Name); err == nil {
-				ps = append(ps, p)
+				res.Peers[i].RAM = harness.PeerInfos([]peers.Peer{p}, res.Chunks)[0].RAM
 			}
 		}
-		if len(ps) == len(res.Peers) {
-			res.Peers = harness.PeerInfos(ps, res.Chunks)
-		}
+		res.Rendered, res.RenderedAt = "fotabench "+strings.Join(os.Args[1:], " "), time.Now().UTC()
 		if err := res.WriteFiles(*out); err != nil {
 			fmt.Fprintln(os.Stderr, "fotabench: writing results:", err)
 			return 1
@@ -119,6 +129,14 @@ func run() int {
 			}
 			plan.Chunks = append(plan.Chunks, c)
 		}
+		for _, s := range split(*sweep) {
+			n, err := strconv.Atoi(s)
+			if err != nil || n <= 0 || n > 50000 {
+				return usage(fmt.Errorf("sweep step %q is not a device count of 1 to 50,000", s))
+			}
+			plan.Sweep = append(plan.Sweep, n)
+		}
+		plan.SweepImage = *sweepImage
 	}
 	plan.Command = "fotabench " + strings.Join(os.Args[1:], " ")
 	if *profileDir != "" {
@@ -166,6 +184,14 @@ func run() int {
 		code = 1
 	}
 	return code
+}
+
+func joinInts(v []int) string {
+	var s []string
+	for _, x := range v {
+		s = append(s, strconv.Itoa(x))
+	}
+	return strings.Join(s, ",")
 }
 
 func split(s string) []string {

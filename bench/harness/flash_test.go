@@ -1,0 +1,41 @@
+package harness
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fotagate/fotagate/bench/link"
+	"github.com/fotagate/fotagate/bench/peers"
+)
+
+func TestFlashProfileMakesEveryDeviceTakeAtLeastTheFlashTime(t *testing.T) {
+	prof, err := link.Lookup("loopback+flash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Plan{Profiles: []link.Profile{prof}, Peers: []peers.Peer{peers.Fotagate{}, peers.TCP{}}, Chunks: []int{4096},
+		ImageSize: 64 << 10, Seed: 2, Reps: 1, Timeout: time.Minute}
+	var progress strings.Builder
+	p.Progress = &progress
+	res, err := Run(context.Background(), p)
+	t.Log("\n" + progress.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := Failures(res); len(f) > 0 {
+		t.Fatal(f)
+	}
+	pr := res.Profiles[0]
+	floor := peers.FlashTime(p.ImageSize, 4096)
+	if !pr.Flash || pr.Base != "loopback" || pr.FlashSeconds[4096] != floor.Seconds() {
+		t.Fatalf("profile %+v", pr)
+	}
+	for _, c := range pr.Cells {
+		// A lower bound only: a loaded machine may take longer, never shorter.
+		if s := c.Samples[0]; s.Seconds < floor.Seconds() {
+			t.Errorf("%s delivered in %.3f s, under the flash's %v", c.Peer, s.Seconds, floor)
+		}
+	}
+}
