@@ -260,6 +260,8 @@ static void test_store_any_chunk(void)
 	static uint8_t img[3 * FOTA_SECTOR_SIZE + 123];
 	struct fota_config c = config();
 	uint32_t chunks[] = { 64, 65, 66, 67, 100, 64 + 3 * 4 + 1 };
+
+	c.ack_every = FOTA_SECTOR_SIZE;   /* a durable point per sector */
 	size_t i, k;
 
 	for (i = 0; i < sizeof img; i++) img[i] = (uint8_t)(i * 31 + 7);
