@@ -226,10 +226,11 @@ struct fota_config {
 	 * 4-byte aligned offset, length and data pointer, and only ever
 	 * programs bytes erased since the image started; the library erases
 	 * each sector (index = offset / FOTA_SECTOR_SIZE) right before it
-	 * first writes into it. read() gets a 4-byte aligned offset, length
-	 * and buffer. sync() returns once everything written is durable.
-	 * Slow callbacks (a sector erase, a read back of the whole slot)
-	 * run inside fota_feed: feed the watchdog in them if needed.
+	 * first writes into it, or earlier in fota_erase_ahead(). read()
+	 * gets a 4-byte aligned offset, length and buffer. sync() returns
+	 * once everything written is durable. Slow callbacks (a sector
+	 * erase, a read back of the whole slot) run inside fota_feed: feed
+	 * the watchdog in them if needed.
 	 */
 	int (*flash_erase)(void *arg, uint32_t sector);
 	int (*flash_write)(void *arg, uint32_t offset, const uint8_t *data, size_t len);
@@ -244,6 +245,23 @@ struct fota_config {
 	 */
 	int (*state_load)(void *arg, struct fota_state *st);
 	int (*state_save)(void *arg, const struct fota_state *st);
+
+#ifdef FOTA_WITH_ED25519
+	/*
+	 * Compile-time option FOTA_WITH_ED25519 (off by default; define it
+	 * for the library and the application alike, and link
+	 * src/fota_sha512.c and src/fota_ed25519.c): the vendor's Ed25519
+	 * public keys (PROTOCOL.md 7). An offer is taken only if its
+	 * manifest carries a signature over the image statement (7.2) that
+	 * one of these keys verifies; any other is refused in the Accept
+	 * with bad_signature (4.3), before a byte of flash is touched, so no
+	 * image the vendor did not sign can be marked bootable. With no keys
+	 * (count 0) every offer is refused: the build asked for signatures.
+	 * vendor_key_count keys of 32 bytes each, in byte-readable memory.
+	 */
+	const uint8_t (*vendor_keys)[FOTA_ED25519_KEY_SIZE];
+	uint32_t vendor_key_count;
+#endif
 };
 
 /* The image offered, after FOTA_EV_OFFER (and in every later state). */
@@ -363,6 +381,32 @@ enum fota_event fota_start(struct fota_ctx *ctx);
  */
 enum fota_event fota_feed(struct fota_ctx *ctx, const uint8_t *data, size_t len,
                           size_t *consumed);
+
+/*
+ * Erase ahead: erases the next sector the image will need, which
+ * fota_feed would otherwise erase inside the call that first writes into
+ * it. Flash, not the cipher, bounds the device (an ESP8266 sector erase
+ * takes about 45 ms, as long as 4 KiB take at 730 kbit/s): call this
+ * while the receive path is idle, e.g. from a low-priority task posted
+ * after fota_feed returned FOTA_EV_NEED_MORE, so the erase runs while
+ * the network delivers into the TCP buffers, not while data waits in
+ * the receive callback. One sector per call (one flash_erase), so each
+ * call is bounded; call again while it returns FOTA_EV_PROGRESS.
+ *
+ * It erases only sectors of the image at or past everything written,
+ * never a sector holding durable data, and only while the image streams
+ * (after the Accept, before the Final) with no event owed. A power cut
+ * during it is harmless: the resume starts at the durable offset and
+ * erases from there again. Optional: without it each sector is erased
+ * right before its first write, as before.
+ *
+ * Returns FOTA_EV_PROGRESS (a sector was erased), FOTA_EV_NEED_MORE
+ * (nothing to erase now: not streaming, an event owed, or the whole
+ * image's sectors erased), or, if flash_erase failed, what fota_feed
+ * returns on a failure: FOTA_EV_SEND (an Alert flash_error; send it),
+ * after which fota_feed returns FOTA_EV_ERROR.
+ */
+enum fota_event fota_erase_ahead(struct fota_ctx *ctx);
 
 /*
  * The connection closed (or the application gives up, e.g. on a

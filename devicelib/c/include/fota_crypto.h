@@ -2,7 +2,9 @@
  * fota_crypto.h - the device's own small cryptography.
  *
  * ChaCha20-Poly1305 (RFC 8439), SHA-256 (FIPS 180-4), HMAC-SHA256
- * (RFC 2104) and HKDF-SHA256 (RFC 5869), written for an ESP8266-class
+ * (RFC 2104) and HKDF-SHA256 (RFC 5869), and for vendor-signed images
+ * SHA-512 and Ed25519 verification (RFC 8032; fota_sha512.c and
+ * fota_ed25519.c, built with FOTA_WITH_ED25519), written for an ESP8266-class
  * core: C99, no malloc, no stdio, no table indexed by a secret, no
  * branch on a secret, and 32x32->32 multiplies only (the Xtensa LX106
  * has no 32x32->64 multiply).
@@ -36,6 +38,10 @@ extern "C" {
 #define FOTA_AEAD_TAG_SIZE       16
 #define FOTA_SHA256_SIZE         32
 #define FOTA_SHA256_BLOCK_SIZE   64
+#define FOTA_SHA512_SIZE         64
+#define FOTA_SHA512_BLOCK_SIZE   128
+#define FOTA_ED25519_KEY_SIZE    32
+#define FOTA_ED25519_SIG_SIZE    64
 /* RFC 5869 section 2.3: L <= 255 * HashLen. */
 #define FOTA_HKDF_SHA256_MAX_OKM (255 * FOTA_SHA256_SIZE)
 
@@ -233,6 +239,67 @@ void fota_hkdf_sha256_extract(uint8_t prk[FOTA_SHA256_SIZE],
 int fota_hkdf_sha256_expand(uint8_t *okm, size_t okm_len,
                             const uint8_t prk[FOTA_SHA256_SIZE],
                             const uint8_t *info, size_t info_len);
+
+/* ------------------------------------------------------------------ */
+/* SHA-512 (FIPS 180-4) and Ed25519 verification (RFC 8032)          */
+/* Only in builds that verify vendor signatures (FOTA_WITH_ED25519):  */
+/* link src/fota_sha512.c and src/fota_ed25519.c.                     */
+/* ------------------------------------------------------------------ */
+
+/* Private fields. */
+typedef struct {
+	uint64_t state[8];
+	uint8_t  block[FOTA_SHA512_BLOCK_SIZE];
+	uint64_t count;   /* bytes absorbed so far */
+} fota_sha512_ctx;
+
+void fota_sha512_init(fota_sha512_ctx *ctx);
+
+/* Absorbs len bytes of msg (NULL if len is 0); any split gives the same digest. */
+void fota_sha512_update(fota_sha512_ctx *ctx, const uint8_t *msg, size_t len);
+
+/* Writes the 64-byte digest and wipes ctx. */
+void fota_sha512_final(fota_sha512_ctx *ctx, uint8_t out[FOTA_SHA512_SIZE]);
+
+/*
+ * Verification of one Ed25519 signature (pure Ed25519, RFC 8032 5.1.7)
+ * over a message given in pieces: init, update for each piece, final.
+ * Private fields: the hash of R || A || M so far, whose memory final then
+ * reuses for part of the check (about 200 bytes less stack), and the
+ * caller's sig and pub, which must stay unchanged until final returns.
+ */
+typedef struct {
+	union {
+		fota_sha512_ctx sha;
+		struct {
+			uint16_t minus_a[4][16];   /* -A, extended coordinates */
+			uint16_t s[16], k[16];     /* the scalars S and k */
+		} check;
+	} u;
+	const uint8_t *sig;
+	const uint8_t *pub;
+} fota_ed25519_ctx;
+
+/* Starts checking the 64-byte signature sig under the 32-byte public key pub. */
+void fota_ed25519_init(fota_ed25519_ctx *ctx, const uint8_t sig[FOTA_ED25519_SIG_SIZE],
+                       const uint8_t pub[FOTA_ED25519_KEY_SIZE]);
+
+/* Absorbs the next len bytes of the message (NULL if len is 0). */
+void fota_ed25519_update(fota_ed25519_ctx *ctx, const uint8_t *msg, size_t len);
+
+/*
+ * Returns 0 if sig is a valid signature of the message under pub, -1 if
+ * not. The verdicts are those of Go's crypto/ed25519 (fota_ed25519.c
+ * states the rules: S below the group order; R compared as bytes;
+ * non-canonical and small-order A accepted). Not constant time: every
+ * input is public. Uses about 800 bytes of stack on the LX106 (make size).
+ */
+int fota_ed25519_final(fota_ed25519_ctx *ctx);
+
+/* The three calls above for a message in one piece. */
+int fota_ed25519_verify(const uint8_t sig[FOTA_ED25519_SIG_SIZE],
+                        const uint8_t pub[FOTA_ED25519_KEY_SIZE],
+                        const uint8_t *msg, size_t len);
 
 #ifdef __cplusplus
 }

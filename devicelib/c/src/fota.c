@@ -119,15 +119,23 @@ static uint32_t ack_every(const struct fota_ctx *ctx)
 }
 
 /*
+ * Two wipes cover the four secret areas, which lie in pairs back to back
+ * (20 bytes less code on the LX106 than four); the build fails if the
+ * layout of struct fota_ctx ever leaves a gap between them.
+ */
+typedef char fota_wipe_pairs_adjacent[
+	offsetof(struct fota_ctx, d2g) == offsetof(struct fota_ctx, g2d) + sizeof(struct fota_dir) &&
+	offsetof(struct fota_ctx, body) == offsetof(struct fota_ctx, w) + sizeof(((struct fota_ctx *)0)->w)
+	? 1 : -1];
+
+/*
  * Ends the session with ev. Keys, the key schedule's working state and
  * the plaintext in the body buffer do not outlive it (5.2).
  */
 static enum fota_event end(struct fota_ctx *ctx, enum fota_event ev)
 {
-	fota_wipe(&ctx->g2d, sizeof ctx->g2d);
-	fota_wipe(&ctx->d2g, sizeof ctx->d2g);
-	fota_wipe(&ctx->w, sizeof ctx->w);
-	fota_wipe(&ctx->body, sizeof ctx->body);
+	fota_wipe(&ctx->g2d, sizeof ctx->g2d + sizeof ctx->d2g);
+	fota_wipe(&ctx->w, sizeof ctx->w + sizeof ctx->body);
 	ctx->state = S_END;
 	ctx->end_ev = (uint8_t)ev;
 	ctx->next_ev = 0;
@@ -394,22 +402,38 @@ static enum fota_err save_state(struct fota_ctx *ctx)
 }
 
 /*
+ * Erases the sector at ctx->erased_to, the next one the image needs: from
+ * program() right before its first write, or earlier from
+ * fota_erase_ahead(). Below the durable offset an erase would destroy
+ * recorded bytes: that would be a bug here, never the gateway's doing.
+ */
+static enum fota_err erase_next(struct fota_ctx *ctx)
+{
+	const struct fota_config *cfg = ctx->cfg;
+
+	if (ctx->erased_to < ctx->durable ||
+	    cfg->flash_erase(cfg->arg, ctx->erased_to / FOTA_SECTOR_SIZE) != 0) {
+		return FOTA_ERR_FLASH;
+	}
+	ctx->erased_to += FOTA_SECTOR_SIZE;
+	return FOTA_OK;
+}
+
+/*
  * Programs len bytes (a multiple of 4, 4-byte aligned) at ctx->written,
- * erasing each sector right before the first write into it.
+ * erasing each sector right before the first write into it unless
+ * fota_erase_ahead() did already.
  */
 static enum fota_err program(struct fota_ctx *ctx, const uint8_t *data, uint32_t len)
 {
 	const struct fota_config *cfg = ctx->cfg;
 	uint32_t end = ctx->written + len;
+	enum fota_err err;
 
 	while (ctx->erased_to < end) {
-		/* Below the durable offset an erase would destroy recorded
-		 * bytes: that would be a bug here, never the gateway's doing. */
-		if (ctx->erased_to < ctx->durable ||
-		    cfg->flash_erase(cfg->arg, ctx->erased_to / FOTA_SECTOR_SIZE) != 0) {
-			return FOTA_ERR_FLASH;
+		if ((err = erase_next(ctx)) != FOTA_OK) {
+			return err;
 		}
-		ctx->erased_to += FOTA_SECTOR_SIZE;
 	}
 	if (cfg->flash_write(cfg->arg, ctx->written, data, len) != 0) {
 		return FOTA_ERR_FLASH;
@@ -586,6 +610,40 @@ static enum fota_err prepare(struct fota_ctx *ctx)
 /* Handshake (4)                                                      */
 /* ------------------------------------------------------------------ */
 
+#ifdef FOTA_WITH_ED25519
+/*
+ * 7.2: whether one of the vendor keys signed the image statement
+ * "fotagate image v1" 0x00 | class_len | class | seq | size | sha256,
+ * hashed in pieces straight from the manifest p (whose class_len, class,
+ * seq and size bytes are the statement's) with no copy. The Offer's seal
+ * binds the manifest to this session and the slot is checked against its
+ * digest before the image is marked bootable (verify), so a signature
+ * checked here covers the image that is installed.
+ */
+static int vendor_signed(const struct fota_config *cfg, const uint8_t *p, size_t cl)
+{
+	static const char context[] = "fotagate image v1";   /* sizeof: with its 0x00 */
+	const uint8_t *digest = p + 11 + cl;
+	fota_ed25519_ctx e;
+	uint32_t i;
+
+	if ((digest[FOTA_DIGEST_SIZE] & FLAG_SIGNED) == 0) {
+		return 0;
+	}
+	for (i = 0; i < cfg->vendor_key_count; i++) {
+		fota_ed25519_init(&e, digest + FOTA_DIGEST_SIZE + 1, cfg->vendor_keys[i]);
+		fota_ed25519_update(&e, (const uint8_t *)context, sizeof context);
+		fota_ed25519_update(&e, p + 10, 1 + cl);
+		fota_ed25519_update(&e, p, 8);
+		fota_ed25519_update(&e, digest, FOTA_DIGEST_SIZE);
+		if (fota_ed25519_final(&e) == 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+#endif
+
 /*
  * The manifest (4.3) fills the rest of the offer plaintext exactly. Its
  * syntax errors end the session; the device's policy refusals are
@@ -623,8 +681,8 @@ static enum fota_event on_manifest(struct fota_ctx *ctx, const uint8_t *p, size_
 		return fail(ctx, FOTA_ERR_BAD_CHUNK);
 	}
 
-	/* The signature (flags bit 0) needs vendor keys, which this build
-	 * does not hold: the device trusts the gateway for the image (7.1). */
+	/* Without FOTA_WITH_ED25519 the signature (flags bit 0) is not
+	 * checked: the device trusts the gateway for the image (7.1). */
 	if (!same_name(cfg->device_class, p + 11, cl)) {
 		refuse = FOTA_ERR_WRONG_CLASS;
 	} else if (m->seq < ctx->st.running.seq) {
@@ -635,6 +693,10 @@ static enum fota_event on_manifest(struct fota_ctx *ctx, const uint8_t *p, size_
 		refuse = FOTA_ERR_TOO_LARGE;
 	} else if (m->chunk > max_payload(ctx)) {
 		refuse = FOTA_ERR_BAD_CHUNK;
+#ifdef FOTA_WITH_ED25519
+	} else if (!vendor_signed(cfg, p, cl)) {
+		refuse = FOTA_ERR_BAD_SIGNATURE;
+#endif
 	}
 	if (refuse != FOTA_OK) {
 		return send_accept(ctx, refuse, 0, FOTA_EV_ERROR);
@@ -1052,6 +1114,25 @@ enum fota_event fota_close(struct fota_ctx *ctx)
 	}
 	ctx->err = FOTA_ERR_TRUNCATED;
 	return end(ctx, FOTA_EV_ERROR);
+}
+
+/*
+ * Only while Data streams (S_RECEIVE) and nothing is owed to the
+ * application: a failure's Alert must not overwrite a message not yet
+ * sent. Only sectors the image will occupy, all at or above erased_to,
+ * which is never below the durable offset: a power cut during this erase
+ * costs nothing but the erase, as the resume erases from its start
+ * sector again.
+ */
+enum fota_event fota_erase_ahead(struct fota_ctx *ctx)
+{
+	if (ctx->state != S_RECEIVE || ctx->next_ev != 0 || ctx->erased_to >= ctx->m.size) {
+		return FOTA_EV_NEED_MORE;
+	}
+	if (erase_next(ctx) != FOTA_OK) {
+		return fail(ctx, FOTA_ERR_FLASH);
+	}
+	return FOTA_EV_PROGRESS;
 }
 
 enum fota_err fota_decline(struct fota_ctx *ctx)

@@ -25,6 +25,9 @@
  *   corrupt N                     -> ok      (the N-th next write succeeds, but
  *                                    its first byte lands with a bit flipped)
  *   decline                       -> ok      (refuse the next FOTA_EV_OFFER)
+ *   vendor KEYS                   -> ok      (FOTA_WITH_ED25519 builds: the vendor
+ *                                    keys, 32 bytes each, concatenated, "-" for
+ *                                    none; then "init")
  *   start                         -> EVENTS
  *   feed HEX [STEP]               -> EVENTS  (fota_feed until it needs more; with
  *                                    STEP, HEX is given STEP bytes at a time)
@@ -422,6 +425,14 @@ int main(void)
 		} else if (strcmp(cmd, "decline") == 0) {
 			decline_next = 1;
 			puts("ok");
+#ifdef FOTA_WITH_ED25519
+		} else if (strcmp(cmd, "vendor") == 0) {
+			static uint8_t keys[4][FOTA_ED25519_KEY_SIZE];
+
+			cfg.vendor_key_count = (uint32_t)(next_hex(&c, keys[0], sizeof keys) / sizeof keys[0]);
+			cfg.vendor_keys = (const uint8_t (*)[FOTA_ED25519_KEY_SIZE])keys;
+			puts("ok");
+#endif
 		} else if (strcmp(cmd, "start") == 0) {
 			/* A new session, as after a reboot: nothing erased by it
 			 * yet, and the slot as durable as the state says. */

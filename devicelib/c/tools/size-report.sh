@@ -10,6 +10,8 @@
 #  3. Worst-case stack per API call: the sum of -fstack-usage frames along the deepest call
 #     chain of -fcallgraph-info (tools/stack-chains.awk), platform callbacks not included.
 #  4. Every function's code and frame, largest first.
+# Each for the default build and with -DFOTA_WITH_ED25519 (vendor signatures: SHA-512 and Ed25519
+# verification added, and the stack of fota_feed's chain through the check).
 #
 # Usage: tools/size-report.sh           (make size)
 # With BEARSSL_SRC=/path/to/a/BearSSL/tree it also builds that tree's chacha20_ct.c and
@@ -28,7 +30,8 @@ done
 
 crypto=(src/fota_ct.c src/fota_chacha20.c src/fota_poly1305.c src/fota_aead.c src/fota_sha256.c src/fota_hmac.c)
 core=(src/fota.c)
-api="fota_init fota_start fota_feed fota_close fota_decline fota_tx fota_error fota_manifest fota_retry_after fota_progress fota_confirm"
+ed25519=(src/fota_sha512.c src/fota_ed25519.c)
+api="fota_init fota_start fota_feed fota_erase_ahead fota_close fota_decline fota_tx fota_error fota_manifest fota_retry_after fota_progress fota_confirm"
 payloads=${PAYLOADS:-256 512 1024 4096}
 cflags=(-std=c99 -Os -mlongcalls -ffunction-sections -fdata-sections -fstack-usage -fcallgraph-info=su
 	-Wall -Wextra -Wpedantic -Wconversion -Wshadow -Werror "--specs=$specs" -Iinclude -Isrc)
@@ -57,7 +60,7 @@ EOF
 	echo 'void fota_size_entry(const struct fota_config *c, const uint8_t *d, size_t n);'
 	echo 'void fota_size_entry(const struct fota_config *c, const uint8_t *d, size_t n)'
 	echo '{ size_t u; struct fota_progress p; fota_init(&fota_size_ctx, c); fota_start(&fota_size_ctx);'
-	echo '  fota_feed(&fota_size_ctx, d, n, &u); fota_close(&fota_size_ctx); fota_decline(&fota_size_ctx);'
+	echo '  fota_feed(&fota_size_ctx, d, n, &u); fota_erase_ahead(&fota_size_ctx); fota_close(&fota_size_ctx); fota_decline(&fota_size_ctx);'
 	echo '  fota_tx(&fota_size_ctx, &u); fota_error(&fota_size_ctx); fota_manifest(&fota_size_ctx);'
 	echo '  fota_retry_after(&fota_size_ctx); fota_progress(&fota_size_ctx, &p); fota_confirm(c); }'
 } >"$out/entry.c"
@@ -86,15 +89,25 @@ echo "== fotagate device library on the ESP8266: $($cc --version | head -1), -Os
 echo "code = .text + .literal after relaxation, only what the API reaches; RAM = sizeof(struct fota_ctx)"
 echo "(the frame buffer is FOTA_BODY_SIZE of it); stack = deepest chain below an API call, callbacks excluded"
 echo
-printf '%-7s %6s %6s %6s %6s %6s %6s %6s %7s %7s %6s\n' payload core crypto code rodata data bss ctx body ctx-body stack
+echo "ed25519 = SHA-512 + Ed25519 verification, linked with -DFOTA_WITH_ED25519 (rows +ed25519); it is counted"
+echo "in code, not in crypto; with it, stack is that of fota_feed's chain through the signature check"
+echo
+printf '%-12s %6s %6s %7s %6s %6s %6s %6s %6s %7s %7s %6s\n' payload core crypto ed25519 code rodata data bss ctx body ctx-body stack
 first=""
+for variant in plain ed25519; do
 for p in $payloads; do
-	d="$out/$p"
+	d="$out/$p-$variant"
 	mkdir -p "$d"
 	objs=()
-	for src in "${crypto[@]}" "${core[@]}" "$out/entry.c"; do
+	srcs=("${crypto[@]}" "${core[@]}" "$out/entry.c")
+	vflags=()
+	if [ "$variant" = ed25519 ]; then
+		srcs+=("${ed25519[@]}")
+		vflags=(-DFOTA_WITH_ED25519)
+	fi
+	for src in "${srcs[@]}"; do
 		obj="$d/$(basename "${src%.c}").o"
-		"$cc" "${cflags[@]}" -DFOTA_MAX_PAYLOAD="$p" -c "$src" -o "$obj"
+		"$cc" "${cflags[@]}" "${vflags[@]}" -DFOTA_MAX_PAYLOAD="$p" -c "$src" -o "$obj"
 		objs+=("$obj")
 	done
 	"$cc" "--specs=$specs" -nostartfiles -nostdlib -T "$out/fw.ld" -Wl,--gc-sections -Wl,-Map,"$d/map" \
@@ -103,12 +116,17 @@ for p in $payloads; do
 	read -r kc kr kd kb < <(sizes "$d/map" fota_ct.o fota_chacha20.o fota_poly1305.o fota_aead.o fota_sha256.o fota_hmac.o)
 	ctx=$("$size" -A "$d/entry.o" | awk '/^\.bss/ { s += $2 } END { print s }')
 	body=$((p + 16 > 174 ? p + 16 : 174))
+	read -r ec er ed_ eb < <(sizes "$d/map" fota_sha512.o fota_ed25519.o)
 	stack=$(awk -f tools/stack-chains.awk -v roots="$api" "$d"/*.ci | sort -k2 -n | tail -1 | awk '{ print $2 }')
-	printf '%-7s %6d %6d %6d %6d %6d %6d %6d %7d %7d %6d\n' "$p" "$cc_" "$kc" $((cc_ + kc)) $((cr_ + kr)) \
-		$((cd_ + kd)) $((cb_ + kb)) "$ctx" "$body" $((ctx - body)) "$stack"
+	label=$p
+	[ "$variant" = plain ] || label="$p+ed25519"
+	printf '%-12s %6d %6d %7d %6d %6d %6d %6d %6d %7d %7d %6d\n' "$label" "$cc_" "$kc" "$ec" $((cc_ + kc + ec)) \
+		$((cr_ + kr + er)) $((cd_ + kd + ed_)) $((cb_ + kb + eb)) "$ctx" "$body" $((ctx - body)) "$stack"
 	[ -n "$first" ] || first=$p
 done
-d="$out/$first"
+done
+d="$out/$first-plain"
+de="$out/$first-ed25519"
 echo
 echo "Per object at FOTA_MAX_PAYLOAD=$first (code rodata data bss):"
 for o in fota.o fota_ct.o fota_chacha20.o fota_poly1305.o fota_aead.o fota_sha256.o fota_hmac.o; do
@@ -120,6 +138,13 @@ echo "   $("$size" -A "$out/names.o" | awk '/^\.(text|literal)/ { c += $2 } /^\.
 echo
 echo "Worst-case stack per API call at FOTA_MAX_PAYLOAD=$first (bytes; chain of -fstack-usage frames):"
 awk -f tools/stack-chains.awk -v roots="$api" "$d"/*.ci | sort -k2 -rn
+echo
+echo "With FOTA_WITH_ED25519: SHA-512 and Ed25519 per object (code rodata data bss), and the deepest"
+echo "chains: fota_feed through the signature check, and fota_ed25519_final alone:"
+for o in fota.o fota_sha512.o fota_ed25519.o; do
+	printf '  %-18s %s\n' "$o" "$(sizes "$de/map" "$o")"
+done
+awk -f tools/stack-chains.awk -v roots="fota_feed fota_ed25519_final" "$de"/*.ci
 echo
 echo "Functions linked, largest code first (bytes of code, frame):"
 # GCC names a specialized copy "f.constprop" in .su files and "f$constprop$0" in symbols: both

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -21,10 +22,14 @@ static int failf(struct fota_posix *p, const char *what, const char *path)
 	return -1;
 }
 
-static void sleep_us(long us)
+static void sleep_us(struct fota_posix *p, long us)
 {
 	struct timespec ts;
 
+	if (p->sleep_us != NULL) {
+		p->sleep_us(p->sleep_arg, us);
+		return;
+	}
 	ts.tv_sec = us / 1000000;
 	ts.tv_nsec = (us % 1000000) * 1000;
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -87,7 +92,7 @@ static int flash_erase(void *arg, uint32_t sector)
 		}
 	}
 	if (p->timing) {
-		sleep_us(FOTA_POSIX_ERASE_US);
+		sleep_us(p, FOTA_POSIX_ERASE_US);
 	}
 	return 0;
 }
@@ -128,7 +133,7 @@ static int flash_write(void *arg, uint32_t off, const uint8_t *data, size_t len)
 	if (p->timing && len > 0) {
 		long pages = (long)((off + len - 1) / FOTA_POSIX_PAGE - off / FOTA_POSIX_PAGE + 1);
 
-		sleep_us(pages * FOTA_POSIX_PAGE_US);
+		sleep_us(p, pages * FOTA_POSIX_PAGE_US);
 	}
 	return 0;
 }
@@ -418,7 +423,19 @@ static int send_all(int fd, const uint8_t *b, size_t n)
 	return 0;
 }
 
-enum fota_event fota_posix_session(struct fota_ctx *ctx, int fd,
+/* Whether a byte is waiting on fd (or it is closed or failed: a read won't block). */
+static int readable(int fd)
+{
+	struct pollfd pfd;
+
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	return poll(&pfd, 1, 0) != 0;
+}
+
+enum fota_event fota_posix_session(struct fota_ctx *ctx, int fd, struct fota_posix *port,
+                                   int erase_ahead,
                                    void (*on_event)(void *arg, struct fota_ctx *ctx,
                                                     enum fota_event ev),
                                    void *arg)
@@ -445,6 +462,15 @@ enum fota_event fota_posix_session(struct fota_ctx *ctx, int fd,
 		} else if (ev == FOTA_EV_NEED_MORE) {
 			ssize_t r;
 
+			/* Idle: the flash works while the network fills the socket buffer. */
+			while (erase_ahead && !readable(fd) &&
+			       (ev = fota_erase_ahead(ctx)) == FOTA_EV_PROGRESS) {
+				port->erased_ahead++;
+			}
+			if (ev != FOTA_EV_NEED_MORE && ev != FOTA_EV_PROGRESS) {
+				continue;   /* the erase failed: its Alert, then the error */
+			}
+			ev = FOTA_EV_NEED_MORE;
 			do {
 				r = recv(fd, in, sizeof in, 0);
 			} while (r < 0 && errno == EINTR);

@@ -18,7 +18,10 @@
 
 #include "fota.h"
 
-/* ESP8266 flash timing (shared/README.md): per sector erase, per 256 B page program. */
+/*
+ * ESP8266 flash timing (the typical figures of its 25Q-series SPI flash, as
+ * devicelib's TimedFlash): per sector erased, per 256 B page a write touches.
+ */
 #define FOTA_POSIX_ERASE_US 45000
 #define FOTA_POSIX_PAGE_US  800
 #define FOTA_POSIX_PAGE     256
@@ -30,6 +33,11 @@ struct fota_posix {
 	int flash_fd;
 	uint32_t slot_size;
 	int timing;                /* sleep as long as ESP8266 flash would */
+	/* How the timing model sleeps, in microseconds: NULL is nanosleep. Tests
+	 * count the time here instead of spending it. */
+	void (*sleep_us)(void *arg, long us);
+	void *sleep_arg;
+	unsigned long erased_ahead; /* sectors fota_posix_session erased ahead */
 	const char *state_path;
 	const char *device_class;  /* the state file names it; a mismatch is refused */
 	int rng_fd;
@@ -56,9 +64,14 @@ int fota_posix_state_save(void *p, const struct fota_state *st);
  * Runs one session over the connected socket fd, blocking: sends what
  * the library asks, reads what the gateway sends, and tells the library
  * when the connection ends (a read timeout set on fd counts as an end).
+ * With erase_ahead, whenever no byte waits on fd, it erases the next
+ * sector ahead (fota_erase_ahead) before it blocks: the kernel keeps
+ * receiving into the socket buffer while the flash is busy, as lwIP
+ * would into its window; port (the one behind ctx) counts those sectors.
  * on_event, if not NULL, sees every event. Returns the final event.
  */
-enum fota_event fota_posix_session(struct fota_ctx *ctx, int fd,
+enum fota_event fota_posix_session(struct fota_ctx *ctx, int fd, struct fota_posix *port,
+                                   int erase_ahead,
                                    void (*on_event)(void *arg, struct fota_ctx *ctx,
                                                     enum fota_event ev),
                                    void *arg);

@@ -29,7 +29,7 @@
 struct options {
 	const char *gateway, *key, *flash, *state, *expect_gateway;
 	unsigned long slot_size, ack_every, max_payload, timeout;
-	int timing, reboot, json, verbose;
+	int timing, erase_ahead, reboot, json, verbose;
 };
 
 static void usage(FILE *f)
@@ -48,6 +48,7 @@ static void usage(FILE *f)
 	        "  --max-payload BYTES   chunk limit to announce, 64..%d (default and maximum: this build's)\n"
 	        "  --gateway-id ID       talk to this gateway only\n"
 	        "  --flash-timing        sleep as long as ESP8266 flash takes (45 ms an erase, 0.8 ms a page)\n"
+	        "  --erase-ahead         erase the image's next sectors while no data waits (fota_erase_ahead)\n"
 	        "  --timeout SECONDS     give up when the gateway is silent this long (default 30)\n"
 	        "  --no-reboot           leave an installed image pending instead of booting and confirming it\n"
 	        "  --json                print the result as one JSON object on stdout\n"
@@ -102,6 +103,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 			num = &o->timeout;
 		} else if (strcmp(a, "--flash-timing") == 0) {
 			o->timing = 1;
+			continue;
+		} else if (strcmp(a, "--erase-ahead") == 0) {
+			o->erase_ahead = 1;
 			continue;
 		} else if (strcmp(a, "--no-reboot") == 0) {
 			o->reboot = 0;
@@ -388,7 +392,7 @@ int main(int argc, char **argv)
 	}
 	r.o = &o;
 	r.last_shown = 0;
-	ev = fota_posix_session(&ctx, fd, on_event, &r);
+	ev = fota_posix_session(&ctx, fd, &port, o.erase_ahead, on_event, &r);
 	close(fd);
 	err = fota_error(&ctx);
 	if (ev == FOTA_EV_DONE && o.reboot) {
@@ -419,6 +423,9 @@ int main(int argc, char **argv)
 			printf(",\"retry_after_s\":%u", (unsigned)fota_retry_after(&ctx));
 		}
 		printf(",\"running\":%lu", (unsigned long)st.running.seq);
+		if (o.erase_ahead) {
+			printf(",\"erased_ahead\":%lu", port.erased_ahead);
+		}
 		if (st.pending.size != 0) {
 			printf(",\"pending\":%lu", (unsigned long)st.pending.seq);
 		}
