@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -109,11 +110,12 @@ func eofIsTruncated(err error) error {
 
 // GatewayConn runs the gateway role over a byte stream.
 type GatewayConn struct {
-	rw   io.ReadWriter
-	hs   *GatewayHandshake
-	buf  [HeaderSize + MaxHelloBody]byte // every frame a device sends fits
-	out  [HeaderSize + MaxOfferBody]byte
-	sess *GatewaySession
+	rw    io.ReadWriter
+	hs    *GatewayHandshake
+	buf   [HeaderSize + MaxHelloBody]byte // every frame a device sends fits
+	out   [HeaderSize + MaxOfferBody]byte // the Offer; during Stream, the device's frames
+	sess  *GatewaySession
+	stage stagedImage
 }
 
 // NewGatewayConn prepares the gateway side of one session over rw.
@@ -159,60 +161,198 @@ func (c *GatewayConn) Handshake(lookup KeyLookup, offerFor func(*Hello) (*Offer,
 // Session is the data session after an accepted offer, nil otherwise.
 func (c *GatewayConn) Session() *GatewaySession { return c.sess }
 
+// FinalWatcher is a stream that wants to know when the Final is out; Stream calls
+// FinalWritten once the write that carried it returns. The gateway server's connections let
+// the device's Acks gather in the kernel before they wake the reader (SO_RCVLOWAT): on an
+// otherwise idle gateway each wake-up costs more CPU than sealing the data an Ack
+// acknowledges (gateway/server BenchmarkOneDevice). Once the Final is out the Report is due,
+// and it must get through alone.
+type FinalWatcher interface {
+	FinalWritten()
+}
+
 // Stream sends the image from the accepted offset to the Final, packing as many frames as fit
 // into wbuf per Write (wbuf must hold at least one frame), while reading the device's Acks
 // (passed to onAck, which may be nil) until its Report, which it returns. On an error the
 // caller must close rw: that also ends the reader.
+//
+// The image is read once per Write, the payloads of all the frames that fit in one ReadAt,
+// and sealed in place: nothing is allocated per frame, and a file-backed image costs one read
+// per write, not one per frame.
 func (c *GatewayConn) Stream(img io.ReaderAt, wbuf []byte, onAck func(DeviceMessage)) (DeviceMessage, error) {
+	return c.StreamWith(img, oneBuffer(wbuf[:cap(wbuf)]), onAck)
+}
+
+// WriteBuffers lends StreamWith a buffer for each write, so that a gateway can size every
+// write to what its socket takes at once and hold little while a write is blocked.
+type WriteBuffers interface {
+	// Next returns the buffer to pack the next write into, taking back last, the one of the
+	// previous write (nil at first). Its length, which must hold one frame, is what Stream
+	// fills at most.
+	Next(last []byte) []byte
+	// Release takes back last once Stream needs no more: right after the Final is written,
+	// before the wait for the Report, or when Stream ends early. A gateway holding many
+	// devices at their Report (each verifying what it flashed) then holds no write buffers.
+	Release(last []byte)
+}
+
+// oneBuffer lends the same buffer for every write.
+type oneBuffer []byte
+
+func (b oneBuffer) Next([]byte) []byte { return b }
+func (oneBuffer) Release([]byte)       {}
+
+// StreamWith is Stream with a write buffer from bufs for each write. It calls bufs.Release
+// exactly once, whenever it has called bufs.Next.
+func (c *GatewayConn) StreamWith(img io.ReaderAt, bufs WriteBuffers, onAck func(DeviceMessage)) (DeviceMessage, error) {
 	s := c.sess
 	if s == nil {
 		return DeviceMessage{}, fmt.Errorf("%w: no data session", ErrUnexpectedMessage)
 	}
-	if cap(wbuf) < HeaderSize+int(s.m.Chunk)+TagSize {
-		return DeviceMessage{}, fmt.Errorf("protocol: write buffer of %d bytes cannot hold a %d-byte chunk", cap(wbuf), s.m.Chunk)
+	done := make(chan streamResult, 1)
+	go c.readDevice(onAck, done)
+	r, early := c.sendImage(img, bufs, done)
+	if !early {
+		r = <-done
 	}
-	type result struct {
-		msg DeviceMessage
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		for {
-			frame, err := ReadFrame(c.rw, c.buf[:], ReportBody)
-			if err != nil {
-				done <- result{err: eofIsTruncated(err)}
-				return
-			}
-			msg, err := s.ReadDeviceFrame(frame)
-			if err != nil || msg.Type == TypeReport {
-				done <- result{msg, err}
-				return
-			}
-			if onAck != nil {
-				onAck(msg)
-			}
-		}
-	}()
+	return r.msg, r.err
+}
+
+type streamResult struct {
+	msg DeviceMessage
+	err error
+}
+
+// sendImage writes the frames from the session's offset through the Final, with a buffer
+// from bufs for each write, which it releases before it returns. It returns early (true) with
+// the reader's result when the device spoke first (an Alert, a broken stream) or with an
+// error of its own.
+func (c *GatewayConn) sendImage(img io.ReaderAt, bufs WriteBuffers, done <-chan streamResult) (r streamResult, early bool) {
+	s := c.sess
+	var wbuf []byte
+	defer func() { bufs.Release(wbuf) }()
 	for !s.Done() {
-		out := wbuf[:0]
-		for !s.Done() && len(out)+s.NextFrameSize() <= cap(wbuf) {
-			var err error
-			if out, err = s.AppendFrame(out, img); err != nil {
-				return DeviceMessage{}, err
-			}
+		if wbuf = bufs.Next(wbuf); len(wbuf) < s.NextFrameSize() {
+			return streamResult{err: fmt.Errorf("protocol: write buffer of %d bytes cannot hold a %d-byte chunk", len(wbuf), s.m.Chunk)}, true
+		}
+		out, err := c.fill(img, wbuf)
+		if err != nil {
+			return streamResult{err: err}, true
 		}
 		if _, err := c.rw.Write(out); err != nil {
-			return DeviceMessage{}, fmt.Errorf("sending data: %w", err)
+			return streamResult{err: fmt.Errorf("sending data: %w", err)}, true
+		}
+		if fw, ok := c.rw.(FinalWatcher); ok && s.Done() {
+			fw.FinalWritten()
 		}
 		select {
 		case r := <-done: // the device spoke: its Report if the Final just went, else early
 			if r.err == nil && !s.Done() {
 				r.err = fmt.Errorf("%w: Report before the Final", ErrUnexpectedMessage)
 			}
-			return r.msg, r.err
+			return r, true
 		default:
 		}
 	}
-	r := <-done
-	return r.msg, r.err
+	return streamResult{}, false
+}
+
+// fill seals into wbuf the frames from the session's offset on that fit in it.
+func (c *GatewayConn) fill(img io.ReaderAt, wbuf []byte) ([]byte, error) {
+	s := c.sess
+	next := s.next
+	k, payload := s.framesThatFit(next, len(wbuf))
+	// The payloads go to the end of wbuf in one read; AppendFrame then moves each forward into
+	// its frame. Frame i starts at least 19*(k-i) bytes before its payload's staged copy, so a
+	// frame never overwrites a payload still to be moved (see stagedImage).
+	staged := wbuf[len(wbuf)-payload:]
+	if got, err := img.ReadAt(staged, int64(next)); got < payload {
+		return nil, fmt.Errorf("protocol: reading image at %d: %d of %d bytes: %w", next, got, payload, err)
+	}
+	c.stage = stagedImage{img: img, at: int64(next), b: staged}
+	defer func() { c.stage = stagedImage{} }()
+	out := wbuf[:0]
+	for range k {
+		var err error
+		if out, err = s.AppendFrame(out, &c.stage); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// readDevice reads the device's frames during the stream, as many per read as have arrived,
+// until its Report, an error or the end of the connection, and passes the result on done.
+func (c *GatewayConn) readDevice(onAck func(DeviceMessage), done chan<- streamResult) {
+	s := c.sess
+	buf := c.out[:] // the Offer is long sent
+	have := 0
+	for {
+		n, err := c.rw.Read(buf[have:])
+		have += n
+		at := 0
+		for have-at >= HeaderSize { // every whole frame read so far, in order
+			body := int(binary.BigEndian.Uint16(buf[at+1 : at+3]))
+			if body > ReportBody {
+				done <- streamResult{err: fmt.Errorf("%w: %s body of %d bytes, limit %d", ErrFrameTooLarge, TypeName(buf[at]), body, ReportBody)}
+				return
+			}
+			if have-at < HeaderSize+body {
+				break
+			}
+			msg, ferr := s.ReadDeviceFrame(buf[at : at+HeaderSize+body])
+			at += HeaderSize + body
+			if ferr != nil || msg.Type == TypeReport {
+				done <- streamResult{msg, ferr}
+				return
+			}
+			if onAck != nil {
+				onAck(msg)
+			}
+		}
+		have = copy(buf, buf[at:have])
+		if err != nil {
+			if errors.Is(err, io.EOF) && have > 0 {
+				err = fmt.Errorf("%w: inside a %s frame", ErrTruncated, TypeName(buf[0]))
+			}
+			done <- streamResult{err: eofIsTruncated(err)}
+			return
+		}
+	}
+}
+
+// framesThatFit counts the frames from offset next on that fit in size bytes (at least one)
+// and the payload bytes they carry.
+func (s *GatewaySession) framesThatFit(next uint32, size int) (frames, payload int) {
+	used := 0
+	for rem := s.m.Size - next; ; {
+		p := int(min(rem, uint32(s.m.Chunk)))
+		if frames > 0 && used+HeaderSize+p+TagSize > size {
+			return frames, payload
+		}
+		used += HeaderSize + p + TagSize
+		payload += p
+		frames++
+		if rem <= uint32(s.m.Chunk) { // that one is the Final
+			return frames, payload
+		}
+		rem -= uint32(p)
+	}
+}
+
+// stagedImage is the image as AppendFrame sees it during one batch: reads inside the staged
+// span are served from b (the image from offset at), which lies further into the write buffer
+// than the frame being filled, so copy moves the payload forward in place; anything else
+// goes to the image itself.
+type stagedImage struct {
+	img io.ReaderAt
+	at  int64
+	b   []byte
+}
+
+func (st *stagedImage) ReadAt(p []byte, off int64) (int, error) {
+	if off >= st.at && off+int64(len(p)) <= st.at+int64(len(st.b)) {
+		return copy(p, st.b[off-st.at:]), nil
+	}
+	return st.img.ReadAt(p, off)
 }

@@ -1,8 +1,10 @@
 package peers
 
 import (
+	"errors"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -173,6 +175,17 @@ func (c *conn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	c.c.wrote(n)
 	return n, err
+}
+
+// SyscallConn passes the socket through, so that a server which tunes its socket options (the
+// gateway sets SO_RCVLOWAT and reads its send queue) sees the same socket it would without the
+// meter. The server never reads or writes through it, so the counts stay whole.
+func (c *conn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
 }
 
 // CloseWrite half-closes a TCP connection.

@@ -35,6 +35,16 @@ import (
 // production logger (JSON, info) writing to nowhere, so what logging costs is counted.
 func benchServer(tb testing.TB, devices devMap, img *Image, cfg Config) (*Server, string) {
 	tb.Helper()
+	return benchServerSndBuf(tb, devices, img, cfg, 0)
+}
+
+// benchServerSndBuf is benchServer with SO_SNDBUF set on the listener, which accepted sockets
+// inherit (0: the kernel's autotuning). On loopback the kernel sizes a send buffer from the
+// 64 KiB segment size, about 1.3 MB to start with, which swallows a whole 1 MiB image at once;
+// over a real link with a device's small window it stays tens of KiB, and the session's write
+// blocks for most of the transfer. The memory benchmarks set a small one to see the latter.
+func benchServerSndBuf(tb testing.TB, devices devMap, img *Image, cfg Config, sndbuf int) (*Server, string) {
+	tb.Helper()
 	cfg.GatewayID = "gw-bench"
 	if cfg.MaxSessions == 0 {
 		cfg.MaxSessions = len(devices) + 16
@@ -45,7 +55,19 @@ func benchServer(tb testing.TB, devices devMap, img *Image, cfg Config) (*Server
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	if sndbuf > 0 {
+		lc.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, sndbuf)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -117,15 +139,29 @@ func cpuTime(tb testing.TB) time.Duration {
 
 // BenchmarkAggregateThroughput: N devices download a cached image at once, 1 KiB chunks. An
 // op is one round of all N; MB/s is the aggregate goodput (image bytes the devices opened).
+//
+// The smallwrites case is the same 100 devices with the large writes off (Config.MaxWrite):
+// every write from a 4,864-byte buffer, 4 frames, as when every socket is full (pools.go).
 func BenchmarkAggregateThroughput(b *testing.B) {
-	for _, n := range []int{1, 10, 100, 1000} {
-		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
+	type run struct {
+		n     int
+		small bool
+	}
+	for _, r := range []run{{1, false}, {10, false}, {100, false}, {100, true}, {1000, false}} {
+		name := fmt.Sprintf("devices=%d", r.n)
+		cfg := Config{}
+		if r.small {
+			name += "/smallwrites"
+			cfg.MaxWrite = 1
+		}
+		n := r.n
+		b.Run(name, func(b *testing.B) {
 			size := 256 << 10
 			if n >= 1000 {
 				size = 64 << 10 // a round stays near 64 MiB
 			}
 			seal := bareSealRate(b)
-			_, addr := benchServer(b, fleetDevices(n), newImage(randomBytes(size, 2), 5), Config{})
+			_, addr := benchServer(b, fleetDevices(n), newImage(randomBytes(size, 2), 5), cfg)
 			f := startFleet(b, fleetSpec{Addr: addr, Devices: n, Chunk: 1024, Stage: stageDownload, Sources: 8})
 			f.await(b, 10*time.Second)
 			b.SetBytes(int64(n * size))
@@ -194,10 +230,13 @@ func waitSessions(tb testing.TB, s *Server, n int, limit time.Duration) {
 }
 
 // BenchmarkSessionMemory holds 1,000 sessions in one state and reports what each costs the
-// server: Go heap and stacks in use ("B/session", after collection) and resident memory
-// ("rss-B/session"). Idle sessions wait in the handshake; active ones stream to devices that
-// read one frame every 100 ms through a 4 KiB receive buffer, as a device flashing slowly
-// would. Kernel socket buffers are not counted: they are not the process's.
+// server: Go heap and stacks in use ("B/session", after collection; "stack-B/session" the
+// stacks alone) and resident memory ("rss-B/session"). Idle sessions wait in the handshake;
+// active ones stream to devices that read one frame every 100 ms through a 4 KiB receive
+// buffer, as a device flashing slowly would, from a server whose send buffers are 32 KiB (as
+// over a real link, see benchServerSndBuf), so each session's write is blocked, holding its
+// buffer, as it would be for most of a real transfer. Kernel socket buffers are not counted:
+// they are not the process's.
 func BenchmarkSessionMemory(b *testing.B) {
 	const k = 1000
 	for _, c := range []struct {
@@ -217,8 +256,8 @@ func BenchmarkSessionMemory(b *testing.B) {
 			if c.stage == stageFinal {
 				size = 4 << 10
 			}
-			s, addr := benchServer(b, fleetDevices(k), newImage(randomBytes(size, 3), 5), Config{})
-			var heapStack, rss, goroutines float64
+			s, addr := benchServerSndBuf(b, fleetDevices(k), newImage(randomBytes(size, 3), 5), Config{}, 16<<10)
+			var heapStack, rss, goroutines, stack float64
 			for range b.N {
 				before := sampleMemory(b)
 				f := startFleet(b, fleetSpec{Addr: addr, Devices: k, Chunk: c.chunk, Stage: c.stage,
@@ -229,12 +268,14 @@ func BenchmarkSessionMemory(b *testing.B) {
 				hs, r := perSession(before, after, k)
 				heapStack, rss = heapStack+hs, rss+r
 				goroutines += float64(after.goroutines-before.goroutines) / k
+				stack += (float64(after.stack) - float64(before.stack)) / k
 				f.stop()
 				waitSessions(b, s, 0, 20*time.Second)
 			}
 			b.ReportMetric(heapStack/float64(b.N), "B/session")
 			b.ReportMetric(rss/float64(b.N), "rss-B/session")
 			b.ReportMetric(goroutines/float64(b.N), "goroutines/session")
+			b.ReportMetric(stack/float64(b.N), "stack-B/session")
 		})
 	}
 }
@@ -296,4 +337,90 @@ func BenchmarkTimeToFirstByte(b *testing.B) {
 	b.ReportMetric(q(0.50), "p50-us")
 	b.ReportMetric(q(0.99), "p99-us")
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-us")
+}
+
+// BenchmarkOneDevice is bench/'s fotagate peer (bench/peers/fotagate.go) in this package: one
+// device at a time downloads a 1 MiB image over loopback, the server otherwise idle, so what
+// each wake-up and write costs is not hidden behind other sessions. An op is one whole
+// session, handshake included; server-cpu-ms/MiB is the server process's user+system time per
+// MiB of image. The device Acks every 32 KiB (devicelib's default, which bench/'s device uses)
+// or, in the ack=4KiB cases, every 4 KiB flash sector. plain-tcp is the floor in the same run:
+// a bare TCP sender writing the same bytes, in writes of the largest size the server makes
+// for that chunk (writeSize of Config.MaxWrite: on loopback its socket has room for most of
+// them), to a device reading one frame's worth at a time.
+func BenchmarkOneDevice(b *testing.B) {
+	const size = 1 << 20
+	for _, chunk := range []int{64, 1024, 4096} {
+		for _, ack := range []int{32 << 10, 4 << 10} {
+			b.Run(fmt.Sprintf("chunk=%d/fotagate/ack=%dKiB", chunk, ack>>10), func(b *testing.B) {
+				_, addr := benchServer(b, fleetDevices(1), newImage(randomBytes(size, 7), 5), Config{})
+				f := startFleet(b, fleetSpec{Addr: addr, Devices: 1, Chunk: chunk, Stage: stageDownload, AckEvery: ack})
+				f.await(b, 10*time.Second)
+				oneDeviceRounds(b, f, size, size)
+			})
+		}
+		b.Run(fmt.Sprintf("chunk=%d/plain-tcp", chunk), func(b *testing.B) {
+			frames := (size + chunk - 1) / chunk
+			wire := size + frames*protocol.DataOverhead
+			addr := plainSender(b, wire, writeSize(DefaultConfig().MaxWrite, chunk))
+			f := startFleet(b, fleetSpec{Addr: addr, Devices: 1, Chunk: chunk, Stage: stageDownload, Plain: true})
+			f.await(b, 10*time.Second)
+			oneDeviceRounds(b, f, size, wire)
+		})
+	}
+}
+
+// oneDeviceRounds runs b.N downloads (after one unmeasured one, as bench/ does) and reports the
+// server's CPU per MiB of image.
+func oneDeviceRounds(b *testing.B, f *fleet, size, want int) {
+	round := func() {
+		f.send(b, "go")
+		if got := f.await(b, time.Minute); len(got) != 2 || got[1] != strconv.Itoa(want) {
+			b.Fatalf("round: %q, want %d bytes", got, want)
+		}
+	}
+	round()
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	var ru0, ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	cpu0 := cpuTime(b)
+	for range b.N {
+		round()
+	}
+	cpu := cpuTime(b) - cpu0
+	b.StopTimer()
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	mib := float64(b.N) * float64(size) / (1 << 20)
+	b.ReportMetric(float64(ru1.Stime.Nano()-ru0.Stime.Nano())/1e6/mib, "sys-ms/MiB")
+	b.ReportMetric(float64(ru1.Nvcsw-ru0.Nvcsw)/mib, "vcsw/MiB")
+	b.ReportMetric(cpu.Seconds()*1e3/(float64(b.N)*float64(size)/(1<<20)), "server-cpu-ms/MiB")
+}
+
+// plainSender serves each connection wire bytes in writes of size bytes, then closes it.
+func plainSender(tb testing.TB, wire, size int) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	buf := randomBytes(size, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(time.Minute))
+				for left := wire; left > 0; left -= size {
+					if _, err := c.Write(buf[:min(size, left)]); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }

@@ -50,6 +50,8 @@ type fleetSpec struct {
 	Sources   int           // spread connections over 127.0.0.1..Sources (ports, limiters)
 	RcvBuf    int           // SO_RCVBUF of each device socket, 0 for the kernel's default
 	ReadEvery time.Duration // stageStream: pause between frames
+	AckEvery  int           // stageDownload: Ack each time this many more bytes are durable (0: never)
+	Plain     bool          // stageDownload: plain TCP, no protocol: read until the server closes
 }
 
 func fleetID(i int) string { return fmt.Sprint("d", i) }
@@ -366,6 +368,9 @@ func (fl *fleetChild) download(i int) (int64, error) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(60 * time.Second))
+	if fl.spec.Plain {
+		return fl.downloadPlain(c)
+	}
 	dc, err := protocol.NewDeviceConn(c, fl.deviceConfig(i))
 	if err != nil {
 		return 0, err
@@ -377,7 +382,7 @@ func (fl *fleetChild) download(i int) (int64, error) {
 	if offer.Status != protocol.StatusOffer {
 		return 0, fmt.Errorf("offer status %d", offer.Status)
 	}
-	var n int64
+	var n, acked int64
 	for {
 		p, _, final, err := dc.Next()
 		if err != nil {
@@ -386,6 +391,30 @@ func (fl *fleetChild) download(i int) (int64, error) {
 		n += int64(len(p))
 		if final {
 			return n, dc.Report(protocol.CodeOK, offer.Manifest.Size)
+		}
+		// As a device writing 4 KiB flash sectors would: Ack each whole sector.
+		if every := int64(fl.spec.AckEvery); every > 0 && n/every*every > acked {
+			acked = n / every * every
+			if err := dc.Ack(uint32(acked)); err != nil {
+				return n, err
+			}
+		}
+	}
+}
+
+// downloadPlain is the plain-TCP baseline's device: it reads what the server sends, one
+// frame's worth at a time, until the server closes.
+func (fl *fleetChild) downloadPlain(c net.Conn) (int64, error) {
+	buf := make([]byte, protocol.FrameBufferSize(fl.spec.Chunk))
+	var n int64
+	for {
+		k, err := c.Read(buf)
+		n += int64(k)
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
 		}
 	}
 }

@@ -1,73 +1,98 @@
 package server
 
 import (
+	"net"
 	"sync"
 
 	"github.com/fotagate/fotagate/protocol"
 )
 
-// Write buffers come from pools of fixed size classes, chosen per session from the chunk the
-// handshake negotiated, so the memory an active session holds follows what its device asked
-// for. A class holds framesPerWrite whole frames of the largest chunk it serves (512, 1024,
-// 2048 or 4096 bytes; smaller chunks share the first class): 2,124 bytes for a device taking
-// 256-byte chunks, 4,172 for 1 KiB chunks, and the cap (Config.WriteBuffer, 16 KiB by
-// default: three frames) for 4 KiB chunks.
+// Write buffers come from two pools of fixed-size buffers, so the data path allocates nothing:
+// small ones (Config.WriteBuffer, at least one frame of protocol.MaxPayload) and large ones
+// (Config.MaxWrite). A session packs as many whole frames of its chunk as fit into each
+// write. It takes a large buffer only when its socket's send buffer has room for all of it
+// (sendSpace), so that write does not block, and a small one otherwise.
 //
-// Why several frames per write: on loopback a write syscall (~10 us) costs more than sealing
-// 4 KiB, so one write per frame would spend most of the server's CPU in the kernel. Why not
-// more: frames beyond a few would only wait in the kernel's send buffer behind the device's
-// small TCP window (2-6 KiB on an ESP8266), while the buffer is held for the whole transfer.
-// Four frames of 1 KiB instead of a 16 KiB buffer is what keeps an active session near
-// 13 KiB (BenchmarkSessionMemory).
-const (
-	framesPerWrite = 4
-	minClassChunk  = 512
-)
-
-// writeBuffers is a set of pools, one per size class.
+// Why: a session holds its buffer for as long as a write blocks, and a device that flashes
+// slowly (most of them, most of the time) keeps the write blocked behind its small TCP window,
+// so that buffer is most of what an active session costs: 16 KiB buffers made a 4 KiB-chunk
+// session cost 31 KiB, 4,864-byte ones 14 KiB (BenchmarkSessionMemory). But each write costs
+// a syscall (~5-10 us on loopback, BenchmarkOneDevice's plain-tcp floor), as much as sealing
+// 8-16 KiB, so a device that keeps up (a fast link, its socket's buffer far from full) gets
+// writes of up to 64 KiB (BenchmarkAggregateThroughput: 100 devices cost 2.6 ms of server CPU
+// per MiB with them, 3.1-3.2 without, smallwrites).
+//
+// The default small buffer, 4,864 bytes, is the Go allocator's size class that holds one
+// 4 KiB frame (4,115 bytes): a smaller one would cost as much. It holds 58 frames of 64
+// bytes, 4 of 1 KiB, 2 of 2 KiB, 1 of 4 KiB. A large buffer goes back to its pool as soon as
+// the socket has no room for another; whichever buffer a session holds goes back as soon as
+// the Final is written, before the session waits for the device's Report.
 type writeBuffers struct {
-	classes []int
-	pools   []sync.Pool
+	small, large pool
 }
 
-// newWriteBuffers makes the classes for a cap of limit bytes, which must hold one frame of
-// protocol.MaxPayload (Config.fill sees to it).
-func newWriteBuffers(limit int) *writeBuffers {
+// pool is one size of buffers.
+type pool struct {
+	size int
+	p    sync.Pool
+}
+
+// newWriteBuffers makes the pools for small buffers of small bytes, which must hold one frame
+// of protocol.MaxPayload (Config.fill sees to it), and large ones of large bytes (none when
+// large is not above small).
+func newWriteBuffers(small, large int) *writeBuffers {
 	w := &writeBuffers{}
-	for chunk := minClassChunk; chunk <= protocol.MaxPayload; chunk *= 2 {
-		size := min(framesPerWrite*(chunk+protocol.DataOverhead), limit)
-		if n := len(w.classes); n == 0 || size > w.classes[n-1] {
-			w.classes = append(w.classes, size)
-		}
-	}
-	w.pools = make([]sync.Pool, len(w.classes))
-	for i, size := range w.classes {
-		w.pools[i].New = func() any { b := make([]byte, size); return &b }
-	}
+	w.small.size = small
+	w.small.p.New = func() any { b := make([]byte, small); return &b }
+	w.large.size = max(large, small)
+	w.large.p.New = func() any { b := make([]byte, w.large.size); return &b }
 	return w
 }
 
-// class is the index of the class for a session of the given chunk: the smallest that holds
-// framesPerWrite frames, else the largest, which holds at least one.
-func (w *writeBuffers) class(chunk int) int {
-	need := framesPerWrite * (chunk + protocol.DataOverhead)
-	for i, size := range w.classes {
-		if size >= need {
-			return i
-		}
+// get returns a buffer; give it back with put.
+func (p *pool) get() *[]byte { return p.p.Get().(*[]byte) }
+
+// put returns a buffer from get to the pool; anything else is dropped.
+func (p *pool) put(b *[]byte) {
+	if cap(*b) == p.size {
+		p.p.Put(b)
 	}
-	return len(w.classes) - 1
 }
 
-// get returns a buffer of the class for chunk; give it back with put.
-func (w *writeBuffers) get(chunk int) *[]byte { return w.pools[w.class(chunk)].Get().(*[]byte) }
+// writeSize is the most a session of the given chunk puts into a write from a buffer of
+// size bytes: the whole frames that fit.
+func writeSize(size, chunk int) int {
+	frame := chunk + protocol.DataOverhead
+	return max(1, size/frame) * frame
+}
 
-// put returns a buffer from get to the pool of its class.
-func (w *writeBuffers) put(b *[]byte) {
-	for i, size := range w.classes {
-		if size == cap(*b) {
-			w.pools[i].Put(b)
-			return
-		}
+// sessionBuffers lends one session its write buffers (protocol.WriteBuffers).
+type sessionBuffers struct {
+	w    *writeBuffers
+	conn net.Conn
+	held *[]byte // the buffer lent last, nil when none
+	from *pool
+}
+
+// Next gives back the previous write's buffer and lends the next: a large one when the
+// socket's send buffer has room for all of it, else a small one, kept from write to write.
+func (b *sessionBuffers) Next([]byte) []byte {
+	want := &b.w.small
+	if b.w.large.size > b.w.small.size && sendSpace(b.conn) >= b.w.large.size {
+		want = &b.w.large
+	}
+	if b.held != nil && b.from == want {
+		return *b.held
+	}
+	b.Release(nil)
+	b.held, b.from = want.get(), want
+	return *b.held
+}
+
+// Release gives back the buffer lent last.
+func (b *sessionBuffers) Release([]byte) {
+	if b.held != nil {
+		b.from.put(b.held)
+		b.held, b.from = nil, nil
 	}
 }

@@ -2,49 +2,138 @@ package server
 
 import (
 	"fmt"
+	"net"
+	"syscall"
 	"testing"
 
 	"github.com/fotagate/fotagate/protocol"
 )
 
-func TestWriteBufferClassFollowsTheNegotiatedChunk(t *testing.T) {
+func TestWriteSizePacksWholeFramesOfTheNegotiatedChunk(t *testing.T) {
 	frame := func(chunk int) int { return chunk + protocol.DataOverhead }
+	def := DefaultConfig()
 	for _, c := range []struct {
-		limit, chunk, size int
+		size, chunk, frames int
 	}{
-		{16 << 10, 64, 4 * frame(512)},
-		{16 << 10, 256, 4 * frame(512)},
-		{16 << 10, 512, 4 * frame(512)},
-		{16 << 10, 513, 4 * frame(1024)},
-		{16 << 10, 1024, 4 * frame(1024)},
-		{16 << 10, 2048, 4 * frame(2048)},
-		{16 << 10, 4096, 16 << 10}, // the cap: three frames
-		{64 << 10, 4096, 4 * frame(4096)},
-		{frame(4096), 1024, frame(4096)}, // the smallest cap still holds one frame of any chunk
-		{frame(4096), 4096, frame(4096)},
+		{def.WriteBuffer, 64, 58},
+		{def.WriteBuffer, 256, 17},
+		{def.WriteBuffer, 1024, 4},
+		{def.WriteBuffer, 2048, 2},
+		{def.WriteBuffer, 4096, 1},
+		{def.MaxWrite, 1024, 62},
+		{def.MaxWrite, 4096, 15},
+		{frame(4096), 64, frame(4096) / frame(64)},
+		{frame(4096), 4096, 1}, // the smallest buffer still holds one frame of any chunk
 	} {
-		t.Run(fmt.Sprintf("limit=%d/chunk=%d", c.limit, c.chunk), func(t *testing.T) {
-			w := newWriteBuffers(c.limit)
-			b := w.get(c.chunk)
-			if len(*b) != c.size {
-				t.Errorf("buffer of %d bytes, want %d", len(*b), c.size)
+		t.Run(fmt.Sprintf("size=%d/chunk=%d", c.size, c.chunk), func(t *testing.T) {
+			if got := writeSize(c.size, c.chunk); got != c.frames*frame(c.chunk) {
+				t.Errorf("write of %d bytes, want %d frames (%d bytes)", got, c.frames, c.frames*frame(c.chunk))
 			}
-			if n := len(*b) / frame(c.chunk); n < 1 || n < framesPerWrite && len(*b) < c.limit {
-				t.Errorf("buffer holds %d frames", n)
-			}
-			w.put(b)
 		})
 	}
 }
 
-func TestWriteBufferGoesBackToItsOwnClass(t *testing.T) {
-	w := newWriteBuffers(16 << 10)
-	w.put(w.get(256))
-	w.put(&[]byte{}) // not from the pools: dropped
-	if b := w.get(4096); cap(*b) != 16<<10 {
-		t.Fatalf("4 KiB chunk got a %d-byte buffer", cap(*b))
+func TestDefaultWriteBufferHoldsFourFramesOfOneKiB(t *testing.T) {
+	var cfg Config
+	cfg.fill()
+	if n := writeSize(cfg.WriteBuffer, 1024) / (1024 + protocol.DataOverhead); n != 4 {
+		t.Fatalf("default write buffer of %d bytes holds %d frames of 1 KiB, want 4", cfg.WriteBuffer, n)
 	}
-	if b := w.get(256); cap(*b) != 4*(512+protocol.DataOverhead) {
-		t.Fatalf("256-byte chunk got a %d-byte buffer", cap(*b))
+	cfg = Config{WriteBuffer: 100}
+	cfg.fill()
+	if want := protocol.MaxPayload + protocol.DataOverhead; cfg.WriteBuffer != want {
+		t.Fatalf("a write buffer below one frame was raised to %d bytes, want %d", cfg.WriteBuffer, want)
 	}
+}
+
+func TestWriteBufferPoolDropsForeignBuffers(t *testing.T) {
+	w := newWriteBuffers(8<<10, 64<<10)
+	w.small.put(&[]byte{}) // not from the pool: dropped
+	small := make([]byte, 100)
+	w.small.put(&small)
+	w.small.put(w.large.get())
+	for range 3 {
+		b := w.small.get()
+		if cap(*b) != 8<<10 {
+			t.Fatalf("got a %d-byte buffer from an 8 KiB pool", cap(*b))
+		}
+		w.small.put(b)
+	}
+}
+
+// tcpPair returns a connected loopback pair whose first end has a send buffer for about
+// sndbuf bytes of data.
+func tcpPair(t *testing.T, sndbuf int) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	other := make(chan net.Conn, 1)
+	go func() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Error(err)
+		}
+		other <- c
+	}()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := <-other
+	t.Cleanup(func() { c.Close(); d.Close() })
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, sndbuf)
+	}); err != nil || serr != nil {
+		t.Fatal(err, serr)
+	}
+	return c, d
+}
+
+func TestSessionBuffersGoLargeOnlyWithRoomInTheSocket(t *testing.T) {
+	w := newWriteBuffers(4864, 64<<10)
+
+	// Room for 1 MiB: large buffers, the same one kept from write to write.
+	roomy, _ := tcpPair(t, 1<<20)
+	b := sessionBuffers{w: w, conn: roomy}
+	first := b.Next(nil)
+	if len(first) != 64<<10 || &b.Next(first)[0] != &first[0] {
+		t.Fatalf("room for 1 MiB: a %d-byte buffer, or a new one each write", len(first))
+	}
+	b.Release(first)
+	if b.held != nil {
+		t.Fatal("the buffer is still held after Release")
+	}
+
+	// Room for 16 KiB: small buffers.
+	tight, _ := tcpPair(t, 16<<10)
+	b = sessionBuffers{w: w, conn: tight}
+	if got := len(b.Next(nil)); got != 4864 {
+		t.Fatalf("room for 16 KiB: a %d-byte buffer, want 4864", got)
+	}
+	b.Release(nil)
+
+	// No socket to ask: small buffers.
+	p1, p2 := net.Pipe()
+	defer p1.Close()
+	defer p2.Close()
+	b = sessionBuffers{w: w, conn: p1}
+	if got := len(b.Next(nil)); got != 4864 {
+		t.Fatalf("no socket: a %d-byte buffer, want 4864", got)
+	}
+	b.Release(nil)
+
+	// Large writes off.
+	b = sessionBuffers{w: newWriteBuffers(4864, 1), conn: roomy}
+	if got := len(b.Next(nil)); got != 4864 {
+		t.Fatalf("large writes off: a %d-byte buffer, want 4864", got)
+	}
+	b.Release(nil)
 }

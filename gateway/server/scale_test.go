@@ -10,9 +10,10 @@ import (
 
 // TestTenThousandSessionsHeld holds 10,000 device sessions on one server at once: each device
 // completes the handshake, takes the offered image, reads it to the Final and then holds back
-// its Report, so every session waits in the server with its keys, its write buffer and both
-// goroutines. The devices run in a child process (fleet_test.go), 16 loopback source
-// addresses wide so ephemeral ports and per-source limits are no concern.
+// its Report, so every session waits in the server with its keys and both goroutines (its
+// write buffer went back to the pool with the Final). The devices run in a child process
+// (fleet_test.go), 16 loopback source addresses wide so ephemeral ports and per-source limits
+// are no concern.
 func TestTenThousandSessionsHeld(t *testing.T) {
 	if testing.Short() {
 		t.Skip("10,000 connections: skipped under -short")

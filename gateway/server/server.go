@@ -29,7 +29,8 @@ type Config struct {
 	MaxSessions      int           // concurrent sessions; more are answered "busy"
 	HandshakeTimeout time.Duration // from accept to a verified Accept
 	IdleTimeout      time.Duration // longest wait for any read or write while streaming
-	WriteBuffer      int           // cap on the bytes of frames packed into one write (see pools.go)
+	WriteBuffer      int           // bytes of a session's write buffer while its socket is full (see pools.go)
+	MaxWrite         int           // largest write, made when the socket has room for it; not above WriteBuffer: off
 	FailRate         rate.Limit    // failed handshakes per second allowed per source address
 	FailBurst        int
 }
@@ -42,7 +43,8 @@ func DefaultConfig() Config {
 		MaxSessions:      10000,
 		HandshakeTimeout: 10 * time.Second,
 		IdleTimeout:      30 * time.Second,
-		WriteBuffer:      16 << 10,
+		WriteBuffer:      4864, // see pools.go
+		MaxWrite:         64 << 10,
 		FailRate:         1,
 		FailBurst:        10,
 	}
@@ -67,6 +69,9 @@ func (c *Config) fill() {
 	}
 	if c.WriteBuffer == 0 {
 		c.WriteBuffer = d.WriteBuffer
+	}
+	if c.MaxWrite == 0 {
+		c.MaxWrite = d.MaxWrite
 	}
 	if c.FailRate == 0 {
 		c.FailRate, c.FailBurst = d.FailRate, d.FailBurst
@@ -181,7 +186,7 @@ func New(cfg Config, devices Devices, catalog Catalog, rec Recorder, log *zap.Lo
 	}
 	s := &Server{
 		cfg: cfg, gwcfg: gw, devices: devices, catalog: catalog, rec: rec, log: log,
-		bufs:     newWriteBuffers(cfg.WriteBuffer),
+		bufs:     newWriteBuffers(cfg.WriteBuffer, cfg.MaxWrite),
 		sem:      make(chan struct{}, cfg.MaxSessions),
 		limiters: map[string]*rate.Limiter{},
 		conns:    map[net.Conn]struct{}{},
@@ -299,11 +304,11 @@ func (s *Server) limiter(src string) *rate.Limiter {
 }
 
 // session is the state of one connection. It lives on the heap, and the functions that sit on
-// a session's stack while it waits on the network (handle, handshake, stream) keep their
-// frames small: the logging and event work is done in functions called between waits. A
-// goroutine parked in a read then needs a 4 KiB stack rather than 8 (the runtime halves a
-// parked stack at each collection while less than a quarter is in use), which is most of what
-// an idle session costs (BenchmarkSessionMemory).
+// a session's stack while it waits on the network (handle, handshake; streamAndClose, stream
+// on the transfer's own goroutine) keep their frames small: the logging and event work is
+// done in functions called between waits. A goroutine parked in a read then needs a 4 KiB
+// stack rather than 8 (the runtime halves a parked stack at each collection while less than a
+// quarter is in use), which is most of what an idle session costs (BenchmarkSessionMemory).
 type session struct {
 	srv     *Server
 	id      uint64
@@ -315,24 +320,40 @@ type session struct {
 	retry   bool
 	ev      Event // what is known so far: device, class and, once accepted, the image
 	gc      *protocol.GatewayConn
+	wbufs   sessionBuffers
 	lim     *rate.Limiter
 	release bool // holds a slot under MaxSessions
 }
 
 func (s *Server) handle(c net.Conn) {
-	defer s.untrack(c)
-	defer c.Close()
 	ss := &session{srv: s, id: s.nextID.Add(1), start: time.Now(), idle: idleConn{Conn: c, idle: s.cfg.IdleTimeout}}
-	defer ss.end()
-	if !ss.admit() {
-		return
+	if ss.admit() {
+		c.SetDeadline(ss.start.Add(s.cfg.HandshakeTimeout)) //nolint:errcheck // a failed deadline shows as a read error
+		ss.gc = protocol.NewGatewayConn(&ss.idle, s.gwcfg)
+		hello, accept, err := ss.gc.Handshake(ss.lookup, ss.offerFor)
+		if sess := ss.handshakeDone(hello, accept, err); sess != nil {
+			// The transfer runs on a goroutine of its own, whose stack grows only as far as the
+			// data path needs (4 KiB). This one has grown through the handshake and its logging
+			// to 8 KiB, and blocked in a write it would stay that size for the whole transfer:
+			// the runtime halves a parked stack only while less than a quarter of it is in use.
+			go ss.streamAndClose(sess)
+			return
+		}
 	}
-	c.SetDeadline(ss.start.Add(s.cfg.HandshakeTimeout)) //nolint:errcheck // a failed deadline shows as a read error
-	ss.gc = protocol.NewGatewayConn(&ss.idle, s.gwcfg)
-	hello, accept, err := ss.gc.Handshake(ss.lookup, ss.offerFor)
-	if sess := ss.handshakeDone(hello, accept, err); sess != nil {
-		ss.stream(sess)
-	}
+	ss.close()
+}
+
+// streamAndClose streams the image, then ends the session.
+func (ss *session) streamAndClose(sess *protocol.GatewaySession) {
+	ss.stream(sess)
+	ss.close()
+}
+
+// close gives back the session's slot and closes and forgets its connection.
+func (ss *session) close() {
+	ss.end()
+	ss.idle.Conn.Close()
+	ss.srv.untrack(ss.idle.Conn)
 }
 
 // admit refuses a source that keeps failing handshakes, before any crypto work, and a
@@ -444,7 +465,7 @@ func (ss *session) handshakeDone(hello *protocol.Hello, accept *protocol.Accept,
 	return sess
 }
 
-// stream sends the image with a write buffer of the session's size class.
+// stream sends the image through write buffers from the pools (pools.go).
 func (ss *session) stream(sess *protocol.GatewaySession) {
 	r, err := ss.img.Open()
 	if err != nil {
@@ -452,11 +473,11 @@ func (ss *session) stream(sess *protocol.GatewaySession) {
 		return
 	}
 	defer r.Close()
-	bufp := ss.srv.bufs.get(int(sess.Manifest().Chunk))
-	defer ss.srv.bufs.put(bufp)
 	ss.idle.streaming.Store(true)
 	ss.idle.extend()
-	rep, err := ss.gc.Stream(r, (*bufp)[:0], ss.progress)
+	ss.idle.gatherAcks()
+	ss.wbufs = sessionBuffers{w: ss.srv.bufs, conn: ss.idle.Conn}
+	rep, err := ss.gc.StreamWith(r, &ss.wbufs, ss.progress)
 	ss.streamDone(sess, rep, err)
 }
 
@@ -508,6 +529,20 @@ func reasonOf(err error) string {
 	return r
 }
 
+// How many bytes of the device's frames the kernel gathers before it wakes the session's
+// reader (SO_RCVLOWAT). Each Ack otherwise wakes a gateway thread, and on an idle gateway a
+// wake-up cost more CPU than sealing the 32 KiB the Ack acknowledged (BenchmarkOneDevice,
+// ack=4KiB against ack=32KiB). While the image goes out, two Acks: nothing else is due then,
+// and a device's Alert comes with its close, which wakes the reader at once. More would save
+// more wake-ups but coarsen the progress operators watch (the dashboard moves on Acks: with
+// the devices' default of one per 32 KiB, two keep it to 64 KiB steps). Once the Final is
+// written the Report is due and must get through alone: the mark drops to the size of a
+// Report frame, one byte more than an Ack's, so Acks still wake the reader in pairs.
+const (
+	gatherWhileSending = 2 * (protocol.HeaderSize + protocol.AckBody)
+	gatherForReport    = protocol.HeaderSize + protocol.ReportBody
+)
+
 // idleConn, once streaming, pushes the deadline forward on every read and write, so a
 // stalled peer is cut after the idle timeout while a slow but moving one is not. During the
 // handshake the fixed handshake deadline holds.
@@ -515,6 +550,19 @@ type idleConn struct {
 	net.Conn
 	idle      time.Duration
 	streaming atomic.Bool
+	gathering bool // SO_RCVLOWAT is set (gatherAcks)
+}
+
+// gatherAcks lets the device's frames gather in the kernel while the image goes out, where
+// the socket allows it.
+func (c *idleConn) gatherAcks() { c.gathering = setRecvLowat(c.Conn, gatherWhileSending) }
+
+// FinalWritten (protocol.FinalWatcher) lowers the mark so that a Report alone wakes the
+// reader; lowering it also hands over whatever is queued already.
+func (c *idleConn) FinalWritten() {
+	if c.gathering {
+		setRecvLowat(c.Conn, gatherForReport)
+	}
 }
 
 func (c *idleConn) extend() {

@@ -1,0 +1,254 @@
+package server
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fotagate/fotagate/protocol"
+)
+
+// Tests of the streaming path: write buffers from the pool, the transfer on its own
+// goroutine, the buffer given back before the Report.
+
+// slowFetch is fetch for a device that reads through a small socket receive buffer, pausing
+// every few frames, and checks that every payload starts where the previous one ended.
+func slowFetch(addr, id string, key [32]byte, chunk int) ([]byte, error) {
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	dc, err := protocol.NewDeviceConn(c, &protocol.DeviceConfig{DeviceID: id, PSK: key, Class: "esp8266-4m",
+		Running: 1, MaxPayload: chunk, BootCounter: 1, Rand: rand.NewChaCha8([32]byte{3})})
+	if err != nil {
+		return nil, err
+	}
+	offer, err := dc.Handshake(func(*protocol.Manifest) uint32 { return 0 })
+	if err != nil {
+		return nil, err
+	}
+	var img []byte
+	for i := 0; ; i++ {
+		if i%16 == 15 {
+			time.Sleep(2 * time.Millisecond) // a flash write
+		}
+		p, off, final, err := dc.Next()
+		if err != nil {
+			return img, err
+		}
+		if int(off) != len(img) {
+			return img, fmt.Errorf("payload at %d after %d bytes", off, len(img))
+		}
+		img = append(img, p...)
+		if final {
+			if sha256.Sum256(img) != offer.Manifest.Digest {
+				return img, protocol.ErrDigestMismatch
+			}
+			return img, dc.Report(protocol.CodeOK, uint32(len(img)))
+		}
+	}
+}
+
+func TestSlowDeviceGetsEveryByteInOrder(t *testing.T) {
+	data := randomBytes(96<<10, 11)
+	devs := devMap{"slow": {Class: "esp8266-4m", PSK: psk(1)}}
+	_, addr, ev := start(t, Config{}, devs, newImage(data, 3))
+	for _, chunk := range []int{64, 1024, 4096} {
+		got, err := slowFetch(addr, "slow", psk(1), chunk)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("chunk %d: %d bytes, %v", chunk, len(got), err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ev.count(EventReport, "ok") < 3; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d ok reports recorded, want 3", ev.count(EventReport, "ok"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// cutFetch takes the offered image until it holds at least cutAt bytes, then drops the
+// connection with a reset, as a device losing power would.
+func cutFetch(addr, id string, key [32]byte, chunk, cutAt int) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	dc, err := protocol.NewDeviceConn(c, &protocol.DeviceConfig{DeviceID: id, PSK: key, Class: "esp8266-4m",
+		Running: 1, MaxPayload: chunk, BootCounter: 1, Rand: rand.NewChaCha8([32]byte{4})})
+	if err != nil {
+		return err
+	}
+	if _, err := dc.Handshake(func(*protocol.Manifest) uint32 { return 0 }); err != nil {
+		return err
+	}
+	for n := 0; n < cutAt; {
+		p, _, _, err := dc.Next()
+		if err != nil {
+			return err
+		}
+		n += len(p)
+	}
+	c.(*net.TCPConn).SetLinger(0) // close with a reset, unread data and all
+	return nil
+}
+
+func TestCutMidWriteLosesNothingForOtherSessions(t *testing.T) {
+	data := randomBytes(512<<10, 12)
+	devs := devMap{}
+	for i := range 8 {
+		devs[fmt.Sprint("dev-", i)] = Device{Class: "esp8266-4m", PSK: psk(i)}
+	}
+	s, addr, ev := start(t, Config{}, devs, newImage(data, 3))
+	for round := range 2 { // the second round reuses whatever buffers the first gave back
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				chunk := []int{64, 1024, 4096, 256}[i%4]
+				if i%3 == 0 {
+					if err := cutFetch(addr, fmt.Sprint("dev-", i), psk(i), chunk, 100<<10+i*1000); err != nil {
+						errs <- fmt.Errorf("round %d, cut device %d: %v", round, i, err)
+					}
+					return
+				}
+				got, err := fetch(addr, fmt.Sprint("dev-", i), psk(i), chunk, 1)
+				if err != nil || !bytes.Equal(got, data) {
+					errs <- fmt.Errorf("round %d, device %d: %d bytes, %v", round, i, len(got), err)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	}
+	waitSessions(t, s, 0, 20*time.Second)
+	if ok, failed := ev.count(EventReport, "ok"), ev.count(EventFailed, ""); ok != 10 || failed != 6 {
+		t.Fatalf("%d ok reports and %d failed sessions, want 10 and 6", ok, failed)
+	}
+}
+
+func recvLowat(t *testing.T, c net.Conn) int {
+	t.Helper()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		v, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT)
+	}); err != nil || serr != nil {
+		t.Fatal(err, serr)
+	}
+	return v
+}
+
+func TestAcksGatherWhileSendingAndTheReportGetsThroughAlone(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			defer c.Close()
+			c.Read(make([]byte, 1))
+		}
+	}()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ic := &idleConn{Conn: c}
+	ic.gatherAcks()
+	if got := recvLowat(t, c); !ic.gathering || got != 2*23 {
+		t.Fatalf("SO_RCVLOWAT %d while sending (gathering %v), want 2 Acks (46)", got, ic.gathering)
+	}
+	ic.FinalWritten()
+	if got := recvLowat(t, c); got != 24 {
+		t.Fatalf("SO_RCVLOWAT %d after the Final, want a Report frame (24)", got)
+	}
+	// A connection without a socket (here a pipe) is left alone.
+	p1, p2 := net.Pipe()
+	defer p1.Close()
+	defer p2.Close()
+	pc := &idleConn{Conn: p1}
+	pc.gatherAcks()
+	pc.FinalWritten()
+	if pc.gathering {
+		t.Fatal("gathering on a connection without a socket")
+	}
+}
+
+// A device that reports and then waits for the gateway to hang up must not wait for its idle
+// timeout: its Report alone wakes the gateway, which records it and closes.
+func TestReportWakesTheGatewayWithoutAClose(t *testing.T) {
+	data := randomBytes(200<<10, 13)
+	devs := devMap{"d": {Class: "esp8266-4m", PSK: psk(1)}}
+	_, addr, ev := start(t, Config{IdleTimeout: time.Minute}, devs, newImage(data, 3))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	dc, err := protocol.NewDeviceConn(c, &protocol.DeviceConfig{DeviceID: "d", PSK: psk(1), Class: "esp8266-4m",
+		Running: 1, MaxPayload: 1024, BootCounter: 1, Rand: rand.NewChaCha8([32]byte{5})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dc.Handshake(func(*protocol.Manifest) uint32 { return 0 }); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for final := false; !final; {
+		var p []byte
+		if p, _, final, err = dc.Next(); err != nil {
+			t.Fatal(err)
+		}
+		n += len(p)
+		if n%(32<<10) == 0 && !final {
+			if err := dc.Ack(uint32(n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := dc.Report(protocol.CodeOK, uint32(n)); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the Report: %v, want the gateway to close", err)
+	}
+	if ev.count(EventReport, "ok") != 1 {
+		t.Fatalf("no ok Report recorded before the close (after %v)", time.Since(t0))
+	}
+}
