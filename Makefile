@@ -4,7 +4,7 @@
 GO ?= go
 STATICCHECK = $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test deps gotest ctest lint demo fuzz vectors bench deb
+.PHONY: test deps gotest ctest lint demo fuzz vectors bench results deb
 
 test: deps gotest ctest
 
@@ -43,6 +43,11 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./protocol/...
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./gateway/server
+
+# The side-by-side bench against TLS, CoAP/DTLS and plain TCP (bench/README.md): about 25
+# minutes, needs root for its network namespaces; regenerates bench/RESULTS.md.
+results:
+	$(GO) run ./bench/cmd/fotabench --reps 3 --parallel 4 --time-budget 25m --prefix-blocks 256 --json bench/results.json --profiles loopback,2mbit-5ms,2mbit-50ms,2mbit-50ms+flash,2mbit-50ms-loss1 --sweep 1,10,100,1000,10000
 
 # Builds dist/fotagate_<version>_<arch>.deb (deploy/README.md).
 VERSION ?= $(shell git describe --tags 2>/dev/null || echo 0.1.0)

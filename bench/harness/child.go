@@ -58,7 +58,9 @@ type fetchResult struct {
 	Elapsed   time.Duration `json:"elapsed_ns"`
 	FirstByte time.Duration `json:"first_byte_ns"`
 	Bytes     int           `json:"bytes"`
-	Err       string        `json:"error,omitempty"`
+	// Stopped: the device stopped after its budget; Bytes is the prefix it holds.
+	Stopped bool   `json:"stopped,omitempty"`
+	Err     string `json:"error,omitempty"`
 }
 
 // ChildMain runs a child and returns its exit code.
@@ -95,6 +97,7 @@ type childFlags struct {
 	timeout          *time.Duration
 	cpuprofile       *string
 	flash            *bool
+	budget           *int
 }
 
 func parseChild(name string, args []string) (*childFlags, peers.Peer, error) {
@@ -108,6 +111,7 @@ func parseChild(name string, args []string) (*childFlags, peers.Peer, error) {
 	f.timeout = f.fs.Duration("timeout", time.Hour, "transfer time limit")
 	f.cpuprofile = f.fs.String("cpuprofile", "", "write a CPU profile of this process to the file")
 	f.flash = f.fs.Bool("flash", false, "fetch: write into a flash with the ESP8266's timing")
+	f.budget = f.fs.Int("budget", 0, "fetch: stop after this many image bytes (stop-and-wait peers only; 0: the whole image)")
 	if err := f.fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
@@ -155,13 +159,25 @@ func childFetch(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *f.budget > 0 && !peers.IsStopAndWait(p) {
+		return fmt.Errorf("%s: %w", p.Name(), peers.ErrBudgetUnsupported)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), *f.timeout)
 	defer cancel()
 	got, err := p.Fetch(ctx, peers.FetchConfig{Addr: *f.addr, Info: *f.info, Chunk: *f.chunk,
-		FlashTiming: *f.flash, ImageSize: *f.size})
-	res := fetchResult{Elapsed: got.Elapsed, FirstByte: got.FirstByte, Bytes: len(got.Image)}
-	if err == nil && sha256.Sum256(got.Image) != sha256.Sum256(Image(*f.size, *f.seed)) {
-		err = fmt.Errorf("delivered image (%d bytes) differs from the served one (%d bytes)", len(got.Image), *f.size)
+		FlashTiming: *f.flash, ImageSize: *f.size, Budget: *f.budget})
+	res := fetchResult{Elapsed: got.Elapsed, FirstByte: got.FirstByte, Bytes: len(got.Image), Stopped: got.Stopped}
+	want := Image(*f.size, *f.seed)
+	if got.Stopped {
+		// A prefix is checked against the same prefix of the image: as strict as the whole.
+		if len(got.Image) < *f.budget || len(got.Image) >= *f.size {
+			err = fmt.Errorf("stopped with %d bytes, want at least the budget of %d and less than the image's %d", len(got.Image), *f.budget, *f.size)
+		} else {
+			want = want[:len(got.Image)]
+		}
+	}
+	if err == nil && sha256.Sum256(got.Image) != sha256.Sum256(want) {
+		err = fmt.Errorf("delivered image (%d bytes) differs from the served one (%d bytes)", len(got.Image), len(want))
 	}
 	if err != nil {
 		res.Err = err.Error()

@@ -28,7 +28,8 @@ const (
 	LinkProxy = "proxy" // proxies on loopback
 )
 
-func newEnv(p link.Profile, mode string, seed uint64) (env, error) {
+// newEnv builds profile p's link; id tells apart links that exist at the same time.
+func newEnv(p link.Profile, mode string, seed uint64, id int) (env, error) {
 	if !p.Emulated() {
 		return loopback{}, nil
 	}
@@ -40,7 +41,7 @@ func newEnv(p link.Profile, mode string, seed uint64) (env, error) {
 				return nil, fmt.Errorf("removing namespaces of a killed run: %w", err)
 			}
 			var n *link.Netns
-			if n, err = link.NewNetns(p, seed); err == nil {
+			if n, err = link.NewNetns(p, seed, id); err == nil {
 				return netnsEnv{n}, nil
 			}
 		}

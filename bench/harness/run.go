@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fotagate/fotagate/bench/link"
@@ -35,11 +36,25 @@ type Plan struct {
 	// transfer says enough.
 	MaxRepTime time.Duration
 	Timeout    time.Duration // per transfer
-	Link       string        // LinkAuto, LinkNetns or LinkProxy
-	Exe        string        // the program to run as children; os.Executable() when empty
-	Progress   io.Writer     // a line per transfer; nil for none
-	Command    string        // recorded in the results
-	Smoke      bool
+	// PrefixBlocks, when positive, stops a stop-and-wait peer's device (peers.StopAndWait)
+	// on an emulated link after this many whole blocks, when that is less than the image:
+	// one block per round trip makes the rate over the prefix the rate over the image, and a
+	// 1 MiB image in 64 B blocks over a 50 ms round trip would take 14 minutes. The cell is
+	// marked (report.Cell.Prefix) and its time scaled to the whole image.
+	PrefixBlocks int
+	// TimeBudget, when positive, gives the cells with the slowest transfers fewer than Reps
+	// transfers, one at a time and never below one, until the plan's estimate (Estimate)
+	// fits in it. MaxRepTime still applies as the run goes.
+	TimeBudget time.Duration
+	// Parallel, above 1, runs up to this many emulated profiles side by side after the
+	// loopback ones (which always run alone): an emulated link is bound by its rate, round
+	// trip and the devices' flash, not by the machine's cores. 0 or 1: one at a time.
+	Parallel int
+	Link     string    // LinkAuto, LinkNetns or LinkProxy
+	Exe      string    // the program to run as children; os.Executable() when empty
+	Progress io.Writer // a line per transfer; nil for none
+	Command  string    // recorded in the results
+	Smoke    bool
 	// NoBound skips measuring the physical bound (tests that do not look at it).
 	NoBound bool
 	// ProfileDir, when set, gets a CPU profile of every server process, named
@@ -56,6 +71,14 @@ type Plan struct {
 	sweepKey   byte   // tests only: devices of the sweep use a key the gateway does not hold
 }
 
+// DefaultPrefixBlocks is the blocks a stop-and-wait device fetches on an emulated link:
+// 256 round trips, 13 s at 50 ms, enough for the rate to settle, and 16 KiB at 64 B chunks
+// (whole flash sectors, so the flash timing's per-sector erase is in the rate too).
+const DefaultPrefixBlocks = 256
+
+// defaultMaxRepTime is Plan.MaxRepTime's default.
+const defaultMaxRepTime = 30 * time.Second
+
 // DefaultChunks are the chunk sizes of a full sweep.
 var DefaultChunks = []int{64, 128, 256, 512, 1024, 2048, 4096}
 
@@ -70,7 +93,7 @@ func Run(ctx context.Context, p Plan) (*report.Results, error) {
 		p.Timeout = 30 * time.Minute
 	}
 	if p.MaxRepTime == 0 {
-		p.MaxRepTime = 30 * time.Second
+		p.MaxRepTime = defaultMaxRepTime
 	}
 	if p.Link == "" {
 		p.Link = LinkAuto
@@ -78,6 +101,8 @@ func Run(ctx context.Context, p Plan) (*report.Results, error) {
 	if p.Progress == nil {
 		p.Progress = io.Discard
 	}
+	// Profiles side by side write progress lines at once: one Write per line, one at a time.
+	p.Progress = &lockedWriter{w: p.Progress}
 	if p.Exe == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -98,45 +123,77 @@ func Run(ctx context.Context, p Plan) (*report.Results, error) {
 			}
 		}
 	}
-	r := &runner{Plan: p, total: total}
+	est := p.Estimate()
+	res.TimeBudget, res.Estimate, res.Reduced = p.TimeBudget, est.Total, est.Reduced
+	if p.Parallel > 1 {
+		res.Parallel = p.Parallel
+	}
+	fmt.Fprintf(p.Progress, "estimate: %s\n", est)
+	if p.TimeBudget > 0 {
+		fmt.Fprintf(p.Progress, "time budget %v: %d slow cell(s) get fewer than %d transfers", p.TimeBudget, est.Reduced, p.Reps)
+		if est.Total > p.TimeBudget {
+			fmt.Fprintf(p.Progress, "; even one transfer per cell is over the budget")
+		}
+		fmt.Fprintln(p.Progress)
+	}
+	r := &runner{Plan: p, total: total, est: est}
 	defer func() { res.Finished = time.Now().UTC() }()
-	for _, prof := range p.Profiles {
-		e, err := newEnv(prof, p.Link, p.Seed)
-		if err != nil {
-			return res, err
-		}
-		pr := report.Profile{Name: prof.Name, Description: prof.String(), Emulation: e.describe(), Loss: prof.Loss}
-		fmt.Fprintf(p.Progress, "== %s: %s\n   link: %s\n", prof.Name, prof, pr.Emulation)
-		if prof.Flash {
-			pr.Flash, pr.Base, pr.FlashSeconds = true, prof.Base(), map[int]float64{}
-			for _, c := range p.Chunks {
-				pr.FlashSeconds[c] = peers.FlashTime(p.ImageSize, c).Seconds()
+	// Loopback profiles are CPU-bound: they run alone, one after the other, in the plan's
+	// order. Emulated links are bound by their rate, round trip and the devices' flash, not by
+	// the CPU: with Parallel they run side by side afterwards, each with its own link and
+	// children. The results keep the plan's order either way.
+	out := make([]*report.Profile, len(p.Profiles))
+	collect := func() {
+		res.Profiles = nil
+		for _, pr := range out {
+			if pr != nil {
+				res.Profiles = append(res.Profiles, *pr)
 			}
-		}
-		if !prof.Emulated() && !prof.Flash && res.Bound == nil && !p.Smoke && !p.NoBound {
-			// The bound belongs to this run's loopback cells: measured here, with nothing else running.
-			b, err := MeasureBound(p.Chunks)
-			if err != nil {
-				return res, fmt.Errorf("measuring the physical bound: %w", err)
-			}
-			res.Bound = &b
-			fmt.Fprintf(p.Progress, "   bound of one core: seal %.0f MB/s, tcp %.0f MB/s, both %.0f MB/s\n",
-				b.SealPerCore/1e6, b.TCPPerCore/1e6, b.Combined()/1e6)
-		}
-		for _, peer := range p.Peers {
-			pr.Cells = append(pr.Cells, r.peer(ctx, e, prof, peer)...)
-			if ctx.Err() != nil {
-				break
-			}
-		}
-		res.Profiles = append(res.Profiles, pr)
-		if err := e.Close(); err != nil {
-			return res, fmt.Errorf("tearing down link %s: %w", prof.Name, err)
-		}
-		if ctx.Err() != nil {
-			return res, ctx.Err()
 		}
 	}
+	var alone, sideBySide []int
+	for i, prof := range p.Profiles {
+		if prof.Emulated() && p.Parallel > 1 {
+			sideBySide = append(sideBySide, i)
+		} else {
+			alone = append(alone, i)
+		}
+	}
+	for _, i := range alone {
+		pr, err := r.profile(ctx, res, i)
+		out[i] = pr
+		if err == nil {
+			err = ctx.Err()
+		}
+		if err != nil {
+			collect()
+			return res, err
+		}
+	}
+	if len(sideBySide) > 0 {
+		lanes := make(chan struct{}, p.Parallel)
+		errs := make([]error, len(p.Profiles))
+		var wg sync.WaitGroup
+		for _, i := range sideBySide {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				select {
+				case lanes <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+				defer func() { <-lanes }()
+				out[i], errs[i] = r.profile(ctx, res, i)
+			}()
+		}
+		wg.Wait()
+		collect()
+		if err := errors.Join(append(errs, ctx.Err())...); err != nil {
+			return res, err
+		}
+	}
+	collect()
 	if len(p.Sweep) > 0 {
 		if res.Bound == nil && !p.Smoke && !p.NoBound {
 			b, err := MeasureBound(p.Chunks)
@@ -151,6 +208,45 @@ func Run(ctx context.Context, p Plan) (*report.Results, error) {
 		}
 	}
 	return res, nil
+}
+
+// profile measures every cell of the plan's i-th profile on a link of its own. Only a
+// loopback profile touches res (its physical bound), and loopback profiles run alone.
+func (r *runner) profile(ctx context.Context, res *report.Results, i int) (*report.Profile, error) {
+	p, prof := r.Plan, r.Profiles[i]
+	e, err := newEnv(prof, p.Link, p.Seed, i)
+	if err != nil {
+		return nil, err
+	}
+	pr := &report.Profile{Name: prof.Name, Description: prof.String(), Emulation: e.describe(), Loss: prof.Loss}
+	fmt.Fprintf(p.Progress, "== %s: %s\n   link: %s\n", prof.Name, prof, pr.Emulation)
+	if prof.Flash {
+		pr.Flash, pr.Base, pr.FlashSeconds = true, prof.Base(), map[int]float64{}
+		for _, c := range p.Chunks {
+			pr.FlashSeconds[c] = peers.FlashTime(p.ImageSize, c).Seconds()
+		}
+	}
+	if !prof.Emulated() && !prof.Flash && res.Bound == nil && !p.Smoke && !p.NoBound {
+		// The bound belongs to this run's loopback cells: measured here, with nothing else running.
+		b, err := MeasureBound(p.Chunks)
+		if err != nil {
+			e.Close() //nolint:errcheck // the bound's error is the one to report
+			return nil, fmt.Errorf("measuring the physical bound: %w", err)
+		}
+		res.Bound = &b
+		fmt.Fprintf(p.Progress, "   bound of one core: seal %.0f MB/s, tcp %.0f MB/s, both %.0f MB/s\n",
+			b.SealPerCore/1e6, b.TCPPerCore/1e6, b.Combined()/1e6)
+	}
+	for _, peer := range p.Peers {
+		pr.Cells = append(pr.Cells, r.peer(ctx, e, prof, peer)...)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if err := e.Close(); err != nil {
+		return pr, fmt.Errorf("tearing down link %s: %w", prof.Name, err)
+	}
+	return pr, nil
 }
 
 // PeerInfos describes peers for the results: what they do and the device RAM they need at
@@ -170,7 +266,9 @@ func PeerInfos(ps []peers.Peer, chunks []int) []report.PeerInfo {
 
 type runner struct {
 	Plan
-	done, total int
+	done  atomic.Int64 // cells started, over every profile running
+	total int
+	est   Estimate
 }
 
 // peer measures one peer at every chunk size on one profile, with one server process that
@@ -190,8 +288,10 @@ func (r *runner) peer(ctx context.Context, e env, prof link.Profile, peer peers.
 			cells = append(cells, cell)
 			continue
 		}
-		r.done++
-		for rep := 0; rep < r.Reps && ctx.Err() == nil; rep++ {
+		done := r.done.Add(1)
+		plan := r.est.cell(r.Plan, prof, peer, chunk)
+		cell.Prefix = plan.budget
+		for rep := 0; rep < plan.reps && ctx.Err() == nil; rep++ {
 			if srv == nil {
 				var err error
 				seed := r.Seed
@@ -208,29 +308,33 @@ func (r *runner) peer(ctx context.Context, e env, prof link.Profile, peer peers.
 				}
 				// A fresh process pays for lazy initialisation and heap growth once: not in a sample.
 				// The warm-up device runs beside the server, off the emulated link, so it is quick.
-				if _, err := r.transfer(ctx, e, prof, srv, peer, r.warmChunk(peer), true); err != nil {
+				if _, err := r.transfer(ctx, e, prof, srv, peer, r.warmChunk(peer), 0, true); err != nil {
 					cell.Error = "warm-up: " + err.Error()
 					srv.stop()
 					srv = nil
 					break
 				}
 			}
-			s, err := r.transfer(ctx, e, prof, srv, peer, chunk, false)
+			s, err := r.transfer(ctx, e, prof, srv, peer, chunk, plan.budget, false)
 			if err != nil {
 				cell.Error = err.Error()
-				fmt.Fprintf(r.Progress, "[%3d/%d] %-16s %-9s %5d B  rep %d/%d  FAILED: %v\n", r.done, r.total, prof.Name, peer.Name(), chunk, rep+1, r.Reps, err)
+				fmt.Fprintf(r.Progress, "[%3d/%d] %-16s %-9s %5d B  rep %d/%d  FAILED: %v\n", done, r.total, prof.Name, peer.Name(), chunk, rep+1, plan.reps, err)
 				srv.stop()
 				srv = nil
 				break
 			}
 			cell.Samples = append(cell.Samples, s)
-			fmt.Fprintf(r.Progress, "[%3d/%d] %-16s %-9s %5d B  rep %d/%d  %8.3f s %9.1f KB/s  wire x%.3f  cpu %7.2f ms/MiB\n",
-				r.done, r.total, prof.Name, peer.Name(), chunk, rep+1, r.Reps, s.Seconds, s.Goodput/1000, s.WireRatio, s.CPUmsPerMiB)
-			if time.Duration(s.Seconds*float64(time.Second)) > r.MaxRepTime {
+			took, prefix := s.Seconds, ""
+			if s.Delivered > 0 {
+				took, prefix = s.MeasuredSeconds, fmt.Sprintf("  (first %d KiB, %.1f s; scaled)", s.Delivered>>10, s.MeasuredSeconds)
+			}
+			fmt.Fprintf(r.Progress, "[%3d/%d] %-16s %-9s %5d B  rep %d/%d  %8.3f s %9.1f KB/s  wire x%.3f  cpu %7.2f ms/MiB%s\n",
+				done, r.total, prof.Name, peer.Name(), chunk, rep+1, plan.reps, s.Seconds, s.Goodput/1000, s.WireRatio, s.CPUmsPerMiB, prefix)
+			if time.Duration(took*float64(time.Second)) > r.MaxRepTime {
 				break
 			}
 		}
-		if ctx.Err() != nil && cell.Error == "" && len(cell.Samples) < r.Reps {
+		if ctx.Err() != nil && cell.Error == "" && len(cell.Samples) < plan.reps {
 			cell.Error = "interrupted"
 		}
 		cells = append(cells, cell)
@@ -251,7 +355,7 @@ func (r *runner) warmChunk(peer peers.Peer) int {
 
 // transfer runs one device against the server and combines what both sides measured. A
 // warm-up device runs where the server runs, off the emulated link.
-func (r *runner) transfer(ctx context.Context, e env, prof link.Profile, srv *serverProc, peer peers.Peer, chunk int, warm bool) (report.Sample, error) {
+func (r *runner) transfer(ctx context.Context, e env, prof link.Profile, srv *serverProc, peer peers.Peer, chunk, budget int, warm bool) (report.Sample, error) {
 	addr := srv.addr
 	if !warm {
 		routed, closer, err := e.route(peer.Network(), srv.addr)
@@ -267,6 +371,9 @@ func (r *runner) transfer(ctx context.Context, e env, prof link.Profile, srv *se
 		"--size", strconv.Itoa(r.ImageSize), "--seed", strconv.FormatUint(r.Seed, 10), "--timeout", r.Timeout.String()}
 	if prof.Flash && !warm {
 		args = append(args, "--flash")
+	}
+	if budget > 0 {
+		args = append(args, "--budget", strconv.Itoa(budget))
 	}
 	cmd := e.command(warm, r.Exe, args)
 	cmd.Env = childEnviron(peer.ClientEnv())
@@ -290,28 +397,64 @@ func (r *runner) transfer(ctx context.Context, e env, prof link.Profile, srv *se
 	if !sess.Marked {
 		return report.Sample{}, errors.New("server: the peer never marked where the image data began")
 	}
-	size := float64(r.ImageSize)
 	f := msg.Fetch
+	if f.Stopped != (budget > 0) {
+		return report.Sample{}, fmt.Errorf("device: stopped %v after %d bytes with a budget of %d", f.Stopped, f.Bytes, budget)
+	}
 	s := report.Sample{
-		Seconds: f.Elapsed.Seconds(), FirstByte: f.FirstByte.Seconds(), Goodput: size / f.Elapsed.Seconds(),
-		BytesIn: sess.BytesIn, BytesOut: sess.BytesOut, WireRatio: float64(sess.BytesIn+sess.BytesOut) / size,
-		DownRatio:   float64(sess.BytesOut) / size,
+		Seconds: f.Elapsed.Seconds(), FirstByte: f.FirstByte.Seconds(), Goodput: float64(r.ImageSize) / f.Elapsed.Seconds(),
+		BytesIn: sess.BytesIn, BytesOut: sess.BytesOut,
+		WireRatio:   float64(sess.BytesIn+sess.BytesOut) / float64(r.ImageSize),
+		DownRatio:   float64(sess.BytesOut) / float64(r.ImageSize),
 		HandshakeIn: sess.HandshakeIn, HandshakeOut: sess.HandshakeOut, RoundTrips: sess.HandshakeTurns,
 		Writes: sess.Writes, MaxWrite: sess.MaxWrite,
 		CPUSeconds: (sess.CPUUser + sess.CPUSys).Seconds(), ServerRSS: sess.MaxRSS,
 	}
+	// per is the image bytes the CPU and IP figures are per: the whole image, or the prefix.
+	per := float64(r.ImageSize)
+	if f.Stopped {
+		per = float64(f.Bytes)
+		scalePrefix(&s, f, sess, chunk, r.ImageSize)
+	}
 	if peer.Network() == "tcp" {
 		s.RoundTrips++ // the TCP handshake, which the server's reads and writes do not show
 	}
-	s.CPUmsPerMiB = s.CPUSeconds * 1000 / (size / (1 << 20))
+	s.CPUmsPerMiB = s.CPUSeconds * 1000 / (per / (1 << 20))
 	if hasIP {
 		time.Sleep(prof.RTT + 10*time.Millisecond) // let the last FIN and ACK cross
 		up1, down1, _ := e.counts()
 		up, down := up1.Sub(up0), down1.Sub(down0)
 		s.IP = &report.IPCounts{UpPackets: up.Packets, UpBytes: up.Bytes, DownPackets: down.Packets, DownBytes: down.Bytes,
-			Dropped: up.Dropped + down.Dropped, Ratio: float64(up.Bytes+down.Bytes) / size}
+			Dropped: up.Dropped + down.Dropped, Ratio: float64(up.Bytes+down.Bytes) / per}
 	}
 	return s, nil
+}
+
+// scalePrefix turns a transfer that stopped after a prefix of the image into figures for the
+// whole image. The device holds f.Bytes; everything up to the first block (the handshake and
+// that block's round trip, the handshake bytes) happens once per image, and each further
+// block costs what the prefix's blocks cost on average: one block per round trip. So time,
+// wire and downlink are the handshake's plus the rest scaled by the bytes still to come;
+// goodput is the image over that time. CPU and IP bytes cannot be split at the first byte:
+// the caller divides them by the bytes delivered, the handshake's share included (a little
+// high: a handshake is 3 round trips of a prefix's hundreds).
+func scalePrefix(s *report.Sample, f *fetchResult, sess peers.Session, chunk, image int) {
+	delivered := float64(f.Bytes)
+	s.Delivered, s.MeasuredSeconds = int64(f.Bytes), f.Elapsed.Seconds()
+	first := min(float64(chunk), delivered)
+	rest := float64(image) - first
+	if more := delivered - first; more > 0 {
+		s.Seconds = f.FirstByte.Seconds() + (f.Elapsed-f.FirstByte).Seconds()*rest/more
+	} else {
+		s.Seconds = f.Elapsed.Seconds() * float64(image) / delivered
+	}
+	s.Goodput = float64(image) / s.Seconds
+	// Bytes after the handshake carried the prefix: scaled to the whole image.
+	hs := float64(sess.HandshakeIn + sess.HandshakeOut)
+	data := float64(sess.BytesIn+sess.BytesOut) - hs
+	s.WireRatio = (hs + data*float64(image)/delivered) / float64(image)
+	down := float64(sess.BytesOut - sess.HandshakeOut)
+	s.DownRatio = (float64(sess.HandshakeOut) + down*float64(image)/delivered) / float64(image)
 }
 
 var errNoLine = errors.New("child wrote no result")
@@ -452,6 +595,18 @@ func childEnviron(extra []string) []string {
 		env = append(env, k+"="+v)
 	}
 	return env
+}
+
+// lockedWriter serialises writes, so lines from profiles running side by side never mix.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // tailBuffer keeps the last max bytes written to it.

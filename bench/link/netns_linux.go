@@ -22,8 +22,8 @@ const (
 	ClientIP = "169.254.77.1"
 )
 
-// Netns is an emulated link between two network namespaces it creates, fb-srv-<pid> and
-// fb-cli-<pid>. Each holds one TUN device; the kernel's tbf shapes each device's egress to the
+// Netns is an emulated link between two network namespaces it creates, fb-srv-<pid>-<id> and
+// fb-cli-<pid>-<id>. Each holds one TUN device; the kernel's tbf shapes each device's egress to the
 // profile's rate, and this process reads every IP packet from one TUN and writes it to the
 // other through a Line that adds half the round trip and the loss. TCP and UDP therefore see
 // the link end to end: real round trips for their windows and handshakes, real drops to
@@ -55,16 +55,19 @@ func NetnsAvailable() error {
 
 // NewNetns builds the namespaces and devices for profile p and starts carrying packets. The
 // caller must Close it, which removes everything it made, also after a failed start.
-func NewNetns(p Profile, seed uint64) (n *Netns, err error) {
+// id tells apart the links one process has at the same time (a bench running profiles side
+// by side): the names are fb-srv-<pid>-<id> and fb-cli-<pid>-<id>.
+func NewNetns(p Profile, seed uint64, id int) (n *Netns, err error) {
 	pid := os.Getpid()
-	n = &Netns{srvNS: fmt.Sprintf("fb-srv-%d", pid), cliNS: fmt.Sprintf("fb-cli-%d", pid)}
+	n = &Netns{srvNS: fmt.Sprintf("fb-srv-%d-%d", pid, id), cliNS: fmt.Sprintf("fb-cli-%d-%d", pid, id)}
 	defer func() {
 		if err != nil {
 			n.Close() //nolint:errcheck // the first error is the one to report
 			n = nil
 		}
 	}()
-	srvDev, cliDev := fmt.Sprintf("fbs%d", pid), fmt.Sprintf("fbc%d", pid)
+	// At most IFNAMSIZ-1 = 15 bytes: "fbs", 7 digits of pid, "-", the id.
+	srvDev, cliDev := fmt.Sprintf("fbs%d-%d", pid, id), fmt.Sprintf("fbc%d-%d", pid, id)
 	for _, ns := range []string{n.srvNS, n.cliNS} {
 		if err := run("ip", "netns", "add", ns); err != nil {
 			return nil, err
@@ -146,7 +149,7 @@ func (n *Netns) Close() error {
 	return err
 }
 
-var staleNS = regexp.MustCompile(`^fb-(srv|cli)-(\d+)$`)
+var staleNS = regexp.MustCompile(`^fb-(srv|cli)-(\d+)(?:-\d+)?$`)
 
 // CleanStale removes namespaces left by a bench that was killed before it could tidy up:
 // ours by name, and only when the process that made them is gone.

@@ -15,7 +15,7 @@ func TestNetnsLinkHasTheProfilesRoundTripAndLeavesNothingBehind(t *testing.T) {
 	if err != nil {
 		t.Skip("bash (for /dev/tcp) not found")
 	}
-	n, err := NewNetns(Profile{Name: "t", Rate: 10_000_000, RTT: 40 * time.Millisecond}, 1)
+	n, err := NewNetns(Profile{Name: "t", Rate: 10_000_000, RTT: 40 * time.Millisecond}, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

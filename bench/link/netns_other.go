@@ -14,7 +14,7 @@ type Netns struct{}
 func NetnsAvailable() error { return errors.New("network namespaces need Linux") }
 
 // NewNetns is not available off Linux.
-func NewNetns(Profile, uint64) (*Netns, error) { return nil, NetnsAvailable() }
+func NewNetns(Profile, uint64, int) (*Netns, error) { return nil, NetnsAvailable() }
 
 // CleanStale has nothing to clean off Linux.
 func CleanStale() error { return nil }

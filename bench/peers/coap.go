@@ -39,6 +39,10 @@ func (CoAP) About() string {
 }
 func (CoAP) ClientEnv() []string { return nil }
 
+// OneBlockPerRoundTrip marks CoAP as StopAndWait: the device asks for each block when it has
+// the previous one.
+func (CoAP) OneBlockPerRoundTrip() {}
+
 func (CoAP) Check(chunk int) error {
 	if chunk < 16 || chunk > 1024 || bits.OnesCount(uint(chunk)) != 1 {
 		return fmt.Errorf("%w: Block2 sizes are 2^(4+SZX) = 16..1024 bytes; SZX 7 is reserved "+
@@ -194,9 +198,13 @@ func (c CoAP) Fetch(ctx context.Context, f FetchConfig) (Fetched, error) {
 			out.FirstByte = time.Since(start)
 		}
 		img.write(payload)
-		if !more {
+		// A budget stops after whole blocks, as a device that had to stop would; its flash
+		// writes up to there are waited for, like the whole image's.
+		stop := f.Budget > 0 && len(img.img) >= f.Budget && more
+		if !more || stop {
 			out.Image = img.finish()
 			out.Elapsed = time.Since(start)
+			out.Stopped = stop
 			return out, nil
 		}
 	}

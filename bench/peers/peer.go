@@ -52,7 +52,32 @@ type FetchConfig struct {
 	FlashTiming bool
 	// ImageSize is the size of the image the device expects: its staging slot. 0 means 2 MiB.
 	ImageSize int
+	// Budget, when positive, makes a StopAndWait peer's device stop once it holds at least
+	// this many image bytes (a whole number of blocks) instead of fetching the whole image:
+	// Fetched.Image is then that prefix and Fetched.Stopped is set. Streaming peers ignore
+	// it; the harness never asks them (its fetch child refuses with ErrBudgetUnsupported).
+	Budget int
 }
+
+// StopAndWait is a peer that has one block in flight at a time: every block costs the same
+// round trip (and, with flash timing, the same flash write), so the rate over a prefix of
+// the image is the rate over all of it and the bench may measure such a peer on a prefix
+// (FetchConfig.Budget). A streaming peer is not one: its server runs ahead of the device by
+// whatever the socket buffers hold, so its bytes and CPU over a prefix would say nothing.
+type StopAndWait interface {
+	Peer
+	// OneBlockPerRoundTrip is a marker: it only says that the peer is stop-and-wait.
+	OneBlockPerRoundTrip()
+}
+
+// IsStopAndWait reports whether p may be measured on a prefix.
+func IsStopAndWait(p Peer) bool {
+	_, ok := p.(StopAndWait)
+	return ok
+}
+
+// ErrBudgetUnsupported refuses a Budget for a streaming peer.
+var ErrBudgetUnsupported = errors.New("a transfer budget needs a stop-and-wait peer")
 
 // slotSize is the device's staging slot for f: the image size rounded up to whole sectors.
 func (f FetchConfig) slotSize() int64 {
@@ -68,6 +93,9 @@ type Fetched struct {
 	Image     []byte
 	Elapsed   time.Duration // from before the dial to the last image byte
 	FirstByte time.Duration // from before the dial to the first image byte; 0 if not observable
+	// Stopped is set when the device stopped after FetchConfig.Budget: Image is a prefix and
+	// Elapsed runs to its last byte.
+	Stopped bool
 }
 
 // RAM is a computed device RAM figure.

@@ -172,6 +172,7 @@ func (r *Results) plot(prof Profile, c chart) (*plot.Plot, error) {
 	lines := 0
 	for i, peer := range r.Peers {
 		var pts plotter.XYs
+		name := peer.Name
 		for _, ch := range r.Chunks {
 			cell, ok := prof.Cell(peer.Name, ch)
 			if !ok {
@@ -180,6 +181,9 @@ func (r *Results) plot(prof Profile, c chart) (*plot.Plot, error) {
 			s, ok := cell.Summary()
 			if !ok {
 				continue
+			}
+			if s.Prefix > 0 {
+				name = peer.Name + " (on a prefix, see RESULTS.md)"
 			}
 			if v, ok := c.value(s); ok {
 				pts = append(pts, plotter.XY{X: float64(ch), Y: v})
@@ -195,7 +199,7 @@ func (r *Results) plot(prof Profile, c chart) (*plot.Plot, error) {
 		l.Color, pt.Color, pt.Shape = plotutil.Color(i), plotutil.Color(i), plotutil.Shape(i)
 		l.Dashes = plotutil.Dashes(i)
 		p.Add(l, pt)
-		p.Legend.Add(peer.Name, l, pt)
+		p.Legend.Add(name, l, pt)
 		lines++
 	}
 	if lines == 0 {

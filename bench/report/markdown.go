@@ -42,9 +42,19 @@ func (r *Results) Markdown(w io.Writer, charts map[string]map[string]string) {
 	p("## Machine\n\n| CPU | cores | memory | kernel | Go |\n|---|---:|---:|---|---|\n| %s | %d | %.0f GiB | %s | %s %s |\n\n",
 		m.CPU, m.Cores, m.MemoryGiB, m.Kernel, m.GoVersion, m.OSArch)
 	p("## Method\n\n")
+	fewer := "fewer when one transfer took over 30 s"
+	if r.TimeBudget > 0 {
+		fewer += fmt.Sprintf(", and for %d slow cell(s), the slowest first, so that the run fit its time budget of %v (estimated %v)",
+			r.Reduced, r.TimeBudget, r.Estimate.Round(time.Second))
+	}
+	oneAtATime := "one transfer at a time"
+	if r.Parallel > 1 {
+		oneAtATime = fmt.Sprintf("one transfer at a time on each link; loopback alone, then up to %d emulated links side by side, "+
+			"each with namespaces, relay and children of its own (they are bound by rate, round trip and flash, not by the cores)", r.Parallel)
+	}
 	p("- One run: every peer moves the same random image (%s, SHA-256 `%.16s…`, seed %d) over the same link on this machine, "+
-		"one transfer at a time, each cell %d time(s) (fewer when one transfer took over 30 s); tables show medians.\n",
-		sizeString(r.ImageSize), r.ImageSHA256, r.Seed, r.Reps)
+		"%s, each cell %d time(s) (%s; the JSON has every transfer); tables show medians.\n",
+		sizeString(r.ImageSize), r.ImageSHA256, r.Seed, oneAtATime, r.Reps, fewer)
 	p("- The server side runs in a child process of its own (one per peer and link), the device in another, " +
 		"so the server's CPU time and memory are its own. Each server process first serves one unmeasured transfer.\n")
 	p("- Time: the device's, from before it dials to the last image byte. Goodput: image bytes / that time (1 KB = 1000 B).\n")
@@ -56,6 +66,14 @@ func (r *Results) Markdown(w io.Writer, charts map[string]map[string]string) {
 		"On loopback it is work per byte. On an emulated link a lone session leaves the server idle between packets, and Go's " +
 		"scheduler spends much of the CPU waking up (runtime.findRunnable: about half of the CoAP server's samples at 2 Mbit/s, 50 ms), " +
 		"so there it counts wake-ups per MiB as much as work; many sessions at once amortise that (the concurrency sweep).\n")
+	if r.hasPrefix() {
+		p("- Prefix cells (marked, with a note naming the bytes): on an emulated link a stop-and-wait peer (one block per round trip) " +
+			"ran until its device held a budget of whole blocks (`--prefix-blocks`), then stopped. Each block costs the same round trip " +
+			"(and, with flash timing, the same flash work: the prefixes are whole sectors), so the rate over the prefix is the rate over the image. " +
+			"Time, goodput, wire and downlink are for the whole image: the handshake and first block once, every further block at the prefix's average. " +
+			"CPU and IP bytes cannot be split at the first byte: they are per byte delivered, the handshake included (a little high). " +
+			"The JSON keeps the bytes delivered, the server's bytes and the time measured. Streaming peers and loopback always move the whole image.\n")
+	}
 	p("- Downlink: bytes the server sent alone, divided by the image size: what the device receives; uplink (Acks, requests) is the rest of the wire figure.\n\n")
 	p("## Peers\n\n| peer | transport | how |\n|---|---|---|\n")
 	for _, pi := range r.Peers {
@@ -110,6 +128,9 @@ func (r *Results) profile(w io.Writer, prof Profile, charts map[string]string, t
 					p(" error %s |", note(fmt.Sprintf("%s at %d B: %s", pi.Name, ch, cell.Error)))
 				case !ok:
 					p(" |")
+				case s.Prefix > 0:
+					// Every figure of a prefix cell says so, in every table.
+					p(" %s %s |", value(s), note(PrefixNote(pi.Name, ch, s.Prefix, r.ImageSize)))
 				default:
 					p(" %s |", value(s))
 				}
@@ -171,6 +192,14 @@ func (r *Results) profile(w io.Writer, prof Profile, charts map[string]string, t
 	}
 }
 
+// PrefixNote is the footnote of a cell measured on a prefix of the image.
+func PrefixNote(peer string, chunk int, delivered int64, image int) string {
+	return fmt.Sprintf("%s at %d B: measured over the first %s of the %s image, where the device stopped; "+
+		"stop-and-wait, so the rate holds: time, goodput and wire are the handshake once plus the blocks at the prefix's rate, "+
+		"CPU and IP per byte delivered",
+		peer, chunk, sizeString(int(delivered)), sizeString(image))
+}
+
 // handshakes shows, per peer, the handshake at the smallest chunk size it ran.
 func (r *Results) handshakes(w io.Writer, prof Profile) {
 	fmt.Fprintf(w, "### Handshake (before the first image byte)\n\n| peer | device → gateway (B) | gateway → device (B) | round trips | time to first byte (s) |\n|---|---:|---:|---:|---:|\n")
@@ -199,6 +228,7 @@ func (r *Results) ratios(w io.Writer, prof Profile) {
 		fmt.Fprintf(w, " %d B |", c)
 	}
 	fmt.Fprintf(w, "\n|---|---|%s\n", strings.Repeat("---:|", len(r.Chunks)))
+	prefixed := false
 	for _, pi := range r.Peers {
 		if pi.Name == ours {
 			continue
@@ -217,10 +247,17 @@ func (r *Results) ratios(w io.Writer, prof Profile) {
 					fmt.Fprintf(w, " |")
 					continue
 				}
-				fmt.Fprintf(w, " %.2f |", fig.get(sa)/fig.get(sb))
+				mark := ""
+				if sa.Prefix > 0 || sb.Prefix > 0 {
+					mark, prefixed = " †", true
+				}
+				fmt.Fprintf(w, " %.2f%s |", fig.get(sa)/fig.get(sb), mark)
 			}
 			fmt.Fprintln(w)
 		}
+	}
+	if prefixed {
+		fmt.Fprintf(w, "\n† from a cell measured over a prefix of the image (stop-and-wait; see the notes under the tables above).\n")
 	}
 	fmt.Fprintln(w)
 }
@@ -248,6 +285,25 @@ func (r *Results) ram(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nRAM for the transfer itself only: buffers and the TLS contexts named. The TCP/IP stack's own buffers "+
 		"(lwIP: a receive window of 4 x MSS) are the same for every TCP peer and not counted; for CoAP over UDP the stack holds one datagram.\n")
+}
+
+// dagger is the mark of a figure measured on a prefix of the image.
+func dagger(s Summary) string {
+	if s.Prefix > 0 {
+		return " †"
+	}
+	return ""
+}
+
+func (r *Results) hasPrefix() bool {
+	for _, prof := range r.Profiles {
+		for _, c := range prof.Cells {
+			if c.Prefix > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (r *Results) hasIP(prof Profile) bool {
@@ -413,13 +469,15 @@ func (r *Results) flash(w io.Writer) {
 				b, _ := fp.Cell(pi.Name, ch)
 				sa, oka := a.Summary()
 				sb, okb := b.Summary()
+				// † marks a figure from a prefix (its profile's tables carry the note).
+				da, db := dagger(sa), dagger(sb)
 				switch {
 				case oka && okb:
-					p(" %s / %s |", num(sa.Goodput/1000), num(sb.Goodput/1000))
+					p(" %s%s / %s%s |", num(sa.Goodput/1000), da, num(sb.Goodput/1000), db)
 				case okb:
-					p(" — / %s |", num(sb.Goodput/1000))
+					p(" — / %s%s |", num(sb.Goodput/1000), db)
 				case oka:
-					p(" %s / — |", num(sa.Goodput/1000))
+					p(" %s%s / — |", num(sa.Goodput/1000), da)
 				default:
 					p(" |")
 				}
@@ -435,5 +493,8 @@ func (r *Results) flash(w io.Writer) {
 			}
 		}
 		p("\n\n")
+		if r.hasPrefix() {
+			p("† measured over a prefix of the image (stop-and-wait; see the notes under the profile's tables).\n\n")
+		}
 	}
 }

@@ -13,19 +13,27 @@ type Results struct {
 	Command string `json:"command"`
 	// Rendered is the command that drew RESULTS.md again from this run's JSON, if one did,
 	// and RenderedAt when.
-	Rendered    string     `json:"rendered,omitempty"`
-	RenderedAt  time.Time  `json:"rendered_at,omitzero"`
-	Started     time.Time  `json:"started"`
-	Finished    time.Time  `json:"finished"`
-	Machine     Machine    `json:"machine"`
-	Smoke       bool       `json:"smoke"`
-	ImageSize   int        `json:"image_size"`
-	ImageSHA256 string     `json:"image_sha256"`
-	Seed        uint64     `json:"seed"`
-	Reps        int        `json:"reps"`
-	Chunks      []int      `json:"chunks"`
-	Peers       []PeerInfo `json:"peers"`
-	Profiles    []Profile  `json:"profiles"`
+	Rendered    string    `json:"rendered,omitempty"`
+	RenderedAt  time.Time `json:"rendered_at,omitzero"`
+	Started     time.Time `json:"started"`
+	Finished    time.Time `json:"finished"`
+	Machine     Machine   `json:"machine"`
+	Smoke       bool      `json:"smoke"`
+	ImageSize   int       `json:"image_size"`
+	ImageSHA256 string    `json:"image_sha256"`
+	Seed        uint64    `json:"seed"`
+	Reps        int       `json:"reps"`
+	// TimeBudget, when the run had one, is what its plan had to fit in; Estimate what the
+	// plan was expected to take; Reduced how many cells the budget gave fewer than Reps
+	// transfers (the slowest first).
+	TimeBudget time.Duration `json:"time_budget_ns,omitempty"`
+	Estimate   time.Duration `json:"estimate_ns,omitempty"`
+	Reduced    int           `json:"reps_reduced,omitempty"`
+	// Parallel, above 1, is how many emulated links ran side by side (loopback ran alone).
+	Parallel int        `json:"parallel,omitempty"`
+	Chunks   []int      `json:"chunks"`
+	Peers    []PeerInfo `json:"peers"`
+	Profiles []Profile  `json:"profiles"`
 	// Bound is the loopback physical bound, measured in the run when it has a loopback profile.
 	Bound *Bound `json:"bound,omitempty"`
 	// Sweep is the concurrency sweep, when the run had one.
@@ -74,18 +82,30 @@ type Profile struct {
 
 // Cell is one peer at one chunk size on one profile.
 type Cell struct {
-	Peer    string   `json:"peer"`
-	Chunk   int      `json:"chunk"`
-	NA      string   `json:"na,omitempty"`    // why the peer cannot use this chunk size
+	Peer  string `json:"peer"`
+	Chunk int    `json:"chunk"`
+	NA    string `json:"na,omitempty"` // why the peer cannot use this chunk size
+	// Prefix, when set, is the transfer budget in image bytes: the device (a stop-and-wait
+	// peer on an emulated link) stopped after it, and every sample holds figures over the part
+	// delivered, with the time for the whole image extrapolated (Sample.Delivered).
+	Prefix  int      `json:"prefix,omitempty"`
 	Error   string   `json:"error,omitempty"` // what went wrong; samples before it are kept
 	Samples []Sample `json:"samples,omitempty"`
 }
 
 // Sample is one transfer.
 type Sample struct {
-	Seconds   float64 `json:"seconds"`    // device: from before the dial to the last image byte
-	FirstByte float64 `json:"first_byte"` // device: to the first image byte; 0 if not observable
-	Goodput   float64 `json:"goodput"`    // image bytes per second
+	Seconds float64 `json:"seconds"` // device: from before the dial to the last image byte
+	// Delivered, when set, is the image bytes of a transfer that stopped at its cell's Prefix
+	// budget, and MeasuredSeconds the device's time to them; 0: the whole image. BytesIn and
+	// BytesOut are then the prefix's. Seconds, Goodput, WireRatio and DownRatio are for the
+	// whole image: the handshake and the first block once, every further block at the
+	// prefix's average (one block per round trip: each costs the same). CPUmsPerMiB and
+	// IP.Ratio are per byte delivered, the handshake's share included.
+	Delivered       int64   `json:"delivered,omitempty"`
+	MeasuredSeconds float64 `json:"measured_seconds,omitempty"`
+	FirstByte       float64 `json:"first_byte"` // device: to the first image byte; 0 if not observable
+	Goodput         float64 `json:"goodput"`    // image bytes per second
 	// Server side, transport payload bytes (TCP stream, UDP datagrams), both ways.
 	BytesIn      int64   `json:"bytes_in"`
 	BytesOut     int64   `json:"bytes_out"`
@@ -121,6 +141,9 @@ type Summary struct {
 	CPUmsPerMiB, IPRatio, IPDropped        float64
 	MaxWrite                               int64
 	HasIP                                  bool
+	// Prefix is the median image bytes delivered when the cell's transfers stopped at a
+	// budget (Cell.Prefix); 0 when they delivered the whole image.
+	Prefix int64
 }
 
 // Summary returns the medians; ok is false when the cell has no samples.
@@ -146,6 +169,9 @@ func (c Cell) Summary() (s Summary, ok bool) {
 	s.RoundTrips = int(f(func(x Sample) float64 { return float64(x.RoundTrips) }))
 	s.CPUmsPerMiB = f(func(x Sample) float64 { return x.CPUmsPerMiB })
 	s.MaxWrite = int64(f(func(x Sample) float64 { return float64(x.MaxWrite) }))
+	if c.Prefix > 0 {
+		s.Prefix = int64(f(func(x Sample) float64 { return float64(x.Delivered) }))
+	}
 	if c.Samples[0].IP != nil {
 		s.HasIP = true
 		s.IPRatio = f(func(x Sample) float64 {

@@ -56,6 +56,10 @@ func run() int {
 	jsonFile := flag.String("json", "", "write every cell and sample as JSON to this file")
 	timeout := flag.Duration("timeout", 30*time.Minute, "time limit of one transfer")
 	maxRep := flag.Duration("max-rep-time", 30*time.Second, "after a transfer slower than this, do not repeat that cell")
+	prefixBlocks := flag.Int("prefix-blocks", harness.DefaultPrefixBlocks, "on emulated links, stop a stop-and-wait peer's device (coap-dtls) after this many blocks and scale its time to the image; such cells are marked (0: whole images)")
+	parallel := flag.Int("parallel", 1, "run up to this many emulated link profiles side by side, after the loopback ones (which run alone); each has its own namespaces, link and children")
+	estimate := flag.Bool("estimate", false, "measure nothing: print the run's estimated time (with --time-budget, --parallel and --prefix-blocks applied) and exit")
+	timeBudget := flag.Duration("time-budget", 0, "give the cells with the slowest transfers fewer than --reps transfers until the estimated run fits in this (0: no budget); the estimate is printed at the start")
 	profileDir := flag.String("cpuprofile-dir", "", "write a CPU profile of each server process (and each sweep step's gateway) into this directory")
 	sweep := flag.String("sweep", "", "device counts of the concurrency sweep, e.g. "+joinInts(harness.DefaultSweep)+" (empty: none)")
 	sweepImage := flag.Int("sweep-image-size", 0, "image size of every sweep step (0: 1 MiB, less at large steps so a step moves at most 320 MiB)")
@@ -100,7 +104,8 @@ func run() int {
 		return 0
 	}
 
-	plan := harness.Plan{ImageSize: *size, Seed: *seed, Reps: *reps, Link: *linkMode, Timeout: *timeout, MaxRepTime: *maxRep}
+	plan := harness.Plan{ImageSize: *size, Seed: *seed, Reps: *reps, Link: *linkMode, Timeout: *timeout, MaxRepTime: *maxRep,
+		PrefixBlocks: *prefixBlocks, TimeBudget: *timeBudget, Parallel: *parallel}
 	if *smoke {
 		plan = harness.SmokePlan()
 		plan.Link = *linkMode
@@ -150,6 +155,14 @@ func run() int {
 		plan.ProfileDir = abs
 	}
 	plan.Progress = os.Stderr
+	if *estimate {
+		e := plan.Estimate()
+		fmt.Printf("estimate: %s\n", e)
+		if plan.TimeBudget > 0 {
+			fmt.Printf("time budget %v: %d slow cell(s) get fewer than %d transfers\n", plan.TimeBudget, e.Reduced, plan.Reps)
+		}
+		return 0
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
