@@ -158,7 +158,10 @@ enum fota_err {
 	FOTA_ERR_COUNTER_EXHAUSTED = 0x14,
 	FOTA_ERR_RANDOM = 0x15,              /* the random callback failed */
 	FOTA_ERR_CONFIG = 0x16,              /* fota_init refused the configuration */
-	FOTA_ERR_MISUSE = 0x17               /* a call out of order, e.g. feed before start */
+	FOTA_ERR_MISUSE = 0x17,              /* a call out of order, e.g. feed before start */
+	FOTA_ERR_ABI = 0x18                  /* library and application compiled with different
+	                                        FOTA_MAX_PAYLOAD, FOTA_SECTOR_SIZE or
+	                                        FOTA_WITH_ED25519 (fota_init) */
 };
 
 /* "bad_record" and so on; "unknown" for a value outside the enum. */
@@ -349,12 +352,40 @@ struct fota_ctx {
 /* ------------------------------------------------------------------ */
 
 /*
- * Checks cfg and prepares ctx for one session. Returns FOTA_OK, or
+ * The build settings as this compilation sees them: sizeof(struct
+ * fota_ctx) in bits 0..15, sizeof(struct fota_config) in bits 16..23,
+ * FOTA_WITH_ED25519 in bit 24, and in bits 25..30 FOTA_SECTOR_SIZE
+ * mod 37, which tells every power of two up to 2^35 apart (2 generates
+ * the units mod 37). fota_init passes the application's tag to the
+ * library, which compares it with its own.
+ */
+#ifdef FOTA_WITH_ED25519
+#define FOTA_ABI_ED25519 1u
+#else
+#define FOTA_ABI_ED25519 0u
+#endif
+#define FOTA_ABI_TAG ((uint32_t)sizeof(struct fota_ctx) | \
+                      (uint32_t)sizeof(struct fota_config) << 16 | \
+                      FOTA_ABI_ED25519 << 24 | (uint32_t)(FOTA_SECTOR_SIZE % 37) << 25)
+
+/*
+ * Checks cfg and prepares ctx for one session. Returns FOTA_OK,
  * FOTA_ERR_CONFIG (an ID or class outside the rules, a max_payload
  * outside 64..FOTA_MAX_PAYLOAD, a slot or ack_every that is not a
- * multiple of FOTA_SECTOR_SIZE, a missing callback).
+ * multiple of FOTA_SECTOR_SIZE, a missing callback), or FOTA_ERR_ABI:
+ * the application was compiled with other settings than the library
+ * (FOTA_MAX_PAYLOAD, FOTA_SECTOR_SIZE, FOTA_WITH_ED25519), so its
+ * struct fota_ctx or fota_config has another size. Then only the first
+ * few bytes of ctx, laid out alike in every build, are written (no
+ * memset of the library's sizeof), and every later call on ctx returns
+ * FOTA_EV_ERROR.
+ *
+ * A macro, so that the tag is evaluated in the application's build;
+ * call fota_init, not fota_init_abi.
  */
-enum fota_err fota_init(struct fota_ctx *ctx, const struct fota_config *cfg);
+#define fota_init(ctx, cfg) fota_init_abi((ctx), (cfg), FOTA_ABI_TAG)
+enum fota_err fota_init_abi(struct fota_ctx *ctx, const struct fota_config *cfg,
+                            uint32_t abi_tag);
 
 /*
  * Starts the session: loads the state, increments the boot counter and

@@ -65,23 +65,23 @@ static uint16_t get16(const uint8_t *p)
 /* Names (3.1)                                                        */
 /* ------------------------------------------------------------------ */
 
-static int is_alnum(uint8_t c)
-{
-	uint8_t l = (uint8_t)(c | 0x20);   /* ASCII lower case */
-
-	return (c >= '0' && c <= '9') || (l >= 'a' && l <= 'z');
-}
-
-/* 1..16 bytes of [A-Za-z0-9._-], the first a letter or digit. */
+/*
+ * 1..16 bytes of [A-Za-z0-9._-], the first a letter or digit. One test
+ * per byte, the ranges as unsigned differences (wrapping below the
+ * range's start): about half the code of a helper per class.
+ */
 static int valid_name(const uint8_t *s, size_t n)
 {
 	size_t i;
 
-	if (n == 0 || n > FOTA_ID_MAX || !is_alnum(s[0])) {
+	if (n - 1 >= FOTA_ID_MAX) {   /* n == 0 wraps */
 		return 0;
 	}
-	for (i = 1; i < n; i++) {
-		if (!is_alnum(s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-') {
+	for (i = 0; i < n; i++) {
+		unsigned c = s[i];
+
+		if (c - '0' >= 10u && (c | 0x20) - 'a' >= 26u &&
+		    (i == 0 || (c != '.' && c != '_' && c != '-'))) {
 			return 0;
 		}
 	}
@@ -177,7 +177,8 @@ static enum fota_err make_nonce(const struct fota_dir *d, uint8_t nonce[FOTA_AEA
 	return FOTA_OK;
 }
 
-static void advance(struct fota_dir *d)
+/* Not inlined: its two callers share one copy (12 bytes on the LX106). */
+FOTA_NOINLINE static void advance(struct fota_dir *d)
 {
 	if (++d->counter == 0) {
 		d->exhausted = 1;
@@ -273,30 +274,27 @@ static enum fota_event send_accept(struct fota_ctx *ctx, enum fota_err code,
  * || id_len || device_id) or, for session keys, of 5.2 (label ||
  * version || suite || id_len || device_id || gw_len || gateway_id ||
  * TH). The info is absorbed piece by piece from where it already lies:
- * the ID in the Hello in ctx->tx, the gateway ID in the Offer in the body
- * buffer, TH in ctx->ad. Whole blocks go straight to okm, which also
- * keeps T(i-1) for the next block.
+ * version, suite and the ID in the Hello in ctx->tx (which has them in
+ * that order), the gateway ID in the Offer in the body buffer, TH in
+ * ctx->ad. T(i) goes to w.hs.t, where block i + 1 reads it.
  */
 static void expand(struct fota_ctx *ctx, uint8_t *okm, size_t len,
                    const char *label, size_t label_len, int session)
 {
-	static const uint8_t version_suite[2] = { VERSION, SUITE };
 	fota_hmac_sha256_ctx *h = &ctx->w.hs.hmac;
+	uint8_t *t = ctx->w.hs.t;
+	size_t skip = session ? 0 : 2;   /* 5.1 has no version || suite */
 	uint8_t i;
 
 	for (i = 1; len > 0; i++) {
-		uint8_t *t = len >= FOTA_SHA256_SIZE ? okm : ctx->w.hs.t;
-		size_t n = len >= FOTA_SHA256_SIZE ? FOTA_SHA256_SIZE : len;
+		size_t n = len < FOTA_SHA256_SIZE ? len : FOTA_SHA256_SIZE;
 
-		fota_hmac_sha256_init(h, ctx->w.hs.prk, FOTA_SHA256_SIZE);
+		fota_hmac_sha256_key(h, ctx->w.hs.prk, FOTA_SHA256_SIZE);
 		if (i > 1) {
-			fota_hmac_sha256_update(h, okm - FOTA_SHA256_SIZE, FOTA_SHA256_SIZE);
+			fota_hmac_sha256_update(h, t, FOTA_SHA256_SIZE);
 		}
 		fota_hmac_sha256_update(h, (const uint8_t *)label, label_len);
-		if (session) {
-			fota_hmac_sha256_update(h, version_suite, sizeof version_suite);
-		}
-		fota_hmac_sha256_update(h, ctx->tx + 5, 1u + ctx->id_len);
+		fota_hmac_sha256_update(h, ctx->tx + 3 + skip, 3 - skip + ctx->id_len);
 		if (session) {
 			fota_hmac_sha256_update(h, ctx->body.b + NONCE_SIZE,
 			                        1u + ctx->body.b[NONCE_SIZE]);
@@ -304,9 +302,7 @@ static void expand(struct fota_ctx *ctx, uint8_t *okm, size_t len,
 		}
 		fota_hmac_sha256_update(h, &i, 1);
 		fota_hmac_sha256_final(h, t);
-		if (t != okm) {
-			memcpy(okm, t, n);
-		}
+		memcpy(okm, t, n);
 		okm += n;
 		len -= n;
 	}
@@ -317,7 +313,7 @@ static void extract(struct fota_ctx *ctx, const uint8_t *salt, size_t salt_len)
 {
 	fota_hmac_sha256_ctx *h = &ctx->w.hs.hmac;
 
-	fota_hmac_sha256_init(h, salt, salt_len);
+	fota_hmac_sha256_key(h, salt, salt_len);
 	fota_hmac_sha256_update(h, ctx->cfg->psk, FOTA_PSK_SIZE);
 	fota_hmac_sha256_final(h, ctx->w.hs.prk);
 }
@@ -326,15 +322,16 @@ static void extract(struct fota_ctx *ctx, const uint8_t *salt, size_t salt_len)
 static void hello_mac1(struct fota_ctx *ctx)
 {
 	fota_hmac_sha256_ctx *h = &ctx->w.hs.hmac;
-	uint8_t *key = ctx->w.hs.t;
+	/* The key replaces the PRK, which its one block has used already. */
+	uint8_t *key = ctx->w.hs.prk, *t = ctx->w.hs.t;
 	size_t n = ctx->tx_len - MAC1_SIZE;
 
 	extract(ctx, NULL, 0);   /* an empty salt: 32 zero bytes, as RFC 5869 says */
 	expand(ctx, key, FOTA_SHA256_SIZE, label_mac1, sizeof label_mac1 - 1, 0);
-	fota_hmac_sha256_init(h, key, FOTA_SHA256_SIZE);
+	fota_hmac_sha256_key(h, key, FOTA_SHA256_SIZE);
 	fota_hmac_sha256_update(h, ctx->tx, n);
-	fota_hmac_sha256_final(h, key);
-	memcpy(ctx->tx + n, key, MAC1_SIZE);
+	fota_hmac_sha256_final(h, t);
+	memcpy(ctx->tx + n, t, MAC1_SIZE);
 	fota_wipe(&ctx->w.hs, sizeof ctx->w.hs);
 }
 
@@ -443,54 +440,6 @@ static enum fota_err program(struct fota_ctx *ctx, const uint8_t *data, uint32_t
 }
 
 /*
- * Writes the n payload bytes at p, which lies in the body buffer, at
- * ctx->pos: whole words straight from the buffer, a last partial word
- * kept in ctx->tail until the next bytes complete it.
- */
-static enum fota_err write_bytes(struct fota_ctx *ctx, uint8_t *p, uint32_t n)
-{
-	enum fota_err err;
-	uint32_t whole;
-
-	ctx->pos += n;
-	if (ctx->tail_n > 0) {
-		uint32_t k = WORD - ctx->tail_n < n ? WORD - ctx->tail_n : n;
-
-		memcpy(ctx->tail.b + ctx->tail_n, p, k);
-		ctx->tail_n = (uint8_t)(ctx->tail_n + k);
-		p += k;
-		n -= k;
-		if (ctx->tail_n < WORD) {
-			return FOTA_OK;
-		}
-		ctx->tail_n = 0;
-		if ((err = program(ctx, ctx->tail.b, WORD)) != FOTA_OK) {
-			return err;
-		}
-	}
-	whole = n & ~(WORD - 1);
-	if (whole > 0) {
-		/*
-		 * The flash wants an aligned source. Payload byte j lies at
-		 * body + j, so p is aligned unless the chunk is not a multiple
-		 * of 4; then these bytes move down over ones already used.
-		 */
-		uint8_t *a = p - ((size_t)(p - ctx->body.b) & (WORD - 1));
-
-		if (a != p) {
-			memmove(a, p, n);
-			p = a;
-		}
-		if ((err = program(ctx, p, whole)) != FOTA_OK) {
-			return err;
-		}
-	}
-	memcpy(ctx->tail.b, p + whole, n - whole);
-	ctx->tail_n = (uint8_t)(n - whole);
-	return FOTA_OK;
-}
-
-/*
  * Makes [0, pos) durable (9.1): flash synced first, then the record, then
  * (after the frame) the Ack. A cut between any two steps leaves the
  * record at or below what the flash holds. pos is a multiple of
@@ -514,24 +463,42 @@ static enum fota_err commit(struct fota_ctx *ctx)
 	return FOTA_OK;
 }
 
-/* Writes one payload, committing at every durable point it crosses. */
-static enum fota_err store(struct fota_ctx *ctx, uint8_t *p, uint32_t n)
+/*
+ * Writes the frame's n payload bytes, which lie at the start of the body
+ * buffer, at ctx->pos, committing at every durable point they cross. The
+ * flash takes whole words from an aligned source, so the bytes of a last
+ * partial word wait in ctx->tail and go in front of the next payload,
+ * which moves up over its tag (verified, no longer needed; the buffer
+ * has its 16 bytes): the buffer then holds the image from ctx->written,
+ * a word boundary, on. Durable points are multiples of a sector, so no
+ * byte waits in the tail at one.
+ */
+static enum fota_err store(struct fota_ctx *ctx, uint32_t n)
 {
+	uint8_t *b = ctx->body.b;   /* b[off - base]: image byte off */
+	uint32_t base = ctx->written, end = ctx->pos + n, stop, whole;
 	enum fota_err err;
 
-	while (n > 0) {
-		uint32_t k = ctx->next_commit - ctx->pos < n ? ctx->next_commit - ctx->pos : n;
-
-		if ((err = write_bytes(ctx, p, k)) != FOTA_OK) {
+	if (ctx->tail_n > 0) {
+		memmove(b + ctx->tail_n, b, n);
+		memcpy(b, ctx->tail.b, ctx->tail_n);
+	}
+	for (;;) {
+		stop = ctx->next_commit < end ? ctx->next_commit : end;
+		whole = (stop - ctx->written) & ~(WORD - 1);
+		if (whole > 0 && (err = program(ctx, b + (ctx->written - base), whole)) != FOTA_OK) {
 			return err;
 		}
-		p += k;
-		n -= k;
-		if (ctx->pos == ctx->next_commit && ctx->pos < ctx->m.size &&
-		    (err = commit(ctx)) != FOTA_OK) {
+		ctx->pos = stop;
+		if (stop != ctx->next_commit || stop >= ctx->m.size) {
+			break;
+		}
+		if ((err = commit(ctx)) != FOTA_OK) {
 			return err;
 		}
 	}
+	ctx->tail_n = (uint8_t)(end - ctx->written);
+	memcpy(ctx->tail.b, b + (ctx->written - base), ctx->tail_n);
 	return FOTA_OK;
 }
 
@@ -551,11 +518,13 @@ static enum fota_err prepare(struct fota_ctx *ctx)
 	const struct fota_manifest *m = &ctx->m;
 	uint32_t start, every = ack_every(ctx);
 	enum fota_err err;
+	int save = 1;   /* the state record changes */
 
 	if (same_image(&st->pending, m)) {
 		/* Already here and verified, waiting for a reboot: take the
 		 * empty Final, verify again and report, so the gateway learns. */
 		start = m->size;
+		save = 0;
 	} else if (same_image(&st->resume, m) && st->durable <= m->size) {
 		start = st->durable;
 		if (start < m->size && start % FOTA_SECTOR_SIZE != 0) {
@@ -565,21 +534,17 @@ static enum fota_err prepare(struct fota_ctx *ctx)
 			int clean = 0;
 
 			if (start % WORD == 0 &&
-			    (err = scan_slot(ctx, start, start - start % FOTA_SECTOR_SIZE + FOTA_SECTOR_SIZE,
+			    (err = scan_slot(ctx, start, (start | (FOTA_SECTOR_SIZE - 1)) + 1,
 			                     0, &clean)) != FOTA_OK) {
 				return err;
 			}
 			if (!clean) {
-				start -= start % FOTA_SECTOR_SIZE;
+				start &= ~(uint32_t)(FOTA_SECTOR_SIZE - 1);
 			}
 		}
-		if (start != st->durable || st->resume.seq != m->seq) {
-			st->resume.seq = m->seq;
-			st->durable = start;
-			if ((err = save_state(ctx)) != FOTA_OK) {
-				return err;
-			}
-		}
+		save = start != st->durable || st->resume.seq != m->seq;
+		st->resume.seq = m->seq;
+		st->durable = start;
 	} else {
 		/* A new image: recorded before the first erase, so the state
 		 * never claims bytes the slot no longer holds. A pending image
@@ -590,17 +555,17 @@ static enum fota_err prepare(struct fota_ctx *ctx)
 		memcpy(st->resume.digest, m->digest, FOTA_DIGEST_SIZE);
 		st->durable = 0;
 		memset(&st->pending, 0, sizeof st->pending);
-		if ((err = save_state(ctx)) != FOTA_OK) {
-			return err;
-		}
+	}
+	if (save && (err = save_state(ctx)) != FOTA_OK) {
+		return err;
 	}
 	/* Never trust an earlier session's hash: only the flash below start. */
 	if ((err = hash_slot(ctx, start)) != FOTA_OK) {
 		return err;
 	}
 	ctx->start = ctx->pos = ctx->written = ctx->durable = start;
-	ctx->erased_to = start % FOTA_SECTOR_SIZE == 0 ? start :
-	                 start - start % FOTA_SECTOR_SIZE + FOTA_SECTOR_SIZE;
+	/* Rounded up to a sector: start <= slot_size, a multiple of it. */
+	ctx->erased_to = (start + FOTA_SECTOR_SIZE - 1) & ~(uint32_t)(FOTA_SECTOR_SIZE - 1);
 	ctx->next_commit = start - start % every > UINT32_MAX - every ? UINT32_MAX :
 	                   start - start % every + every;
 	return FOTA_OK;
@@ -660,8 +625,10 @@ static enum fota_event on_manifest(struct fota_ctx *ctx, const uint8_t *p, size_
 	if (n < MANIFEST_FIXED + 1) {
 		return fail(ctx, FOTA_ERR_MALFORMED);
 	}
+	/* The class length bounds the reads here (any value does); valid_name
+	 * then holds it to 1..16. */
 	cl = p[10];
-	if (cl == 0 || cl > FOTA_ID_MAX || n < MANIFEST_FIXED + cl) {
+	if (n < MANIFEST_FIXED + cl) {
 		return fail(ctx, FOTA_ERR_MALFORMED);
 	}
 	flags = p[11 + cl + FOTA_DIGEST_SIZE];
@@ -784,12 +751,9 @@ static enum fota_event on_peer_code(struct fota_ctx *ctx, uint8_t code)
 static enum fota_event answer_offer(struct fota_ctx *ctx)
 {
 	enum fota_event ev;
-	enum fota_err err;
+	enum fota_err err = ctx->declined ? FOTA_ERR_DECLINED : prepare(ctx);
 
-	if (ctx->declined) {
-		return send_accept(ctx, FOTA_ERR_DECLINED, 0, FOTA_EV_ERROR);
-	}
-	if ((err = prepare(ctx)) != FOTA_OK) {
+	if (err != FOTA_OK) {
 		/* No Data may come: refuse in the Accept itself. */
 		return send_accept(ctx, err, 0, FOTA_EV_ERROR);
 	}
@@ -895,7 +859,7 @@ static enum fota_event on_data(struct fota_ctx *ctx)
 		return fail(ctx, err);
 	}
 	fota_sha256_update(&ctx->w.rx.sha, b, n);
-	if ((err = store(ctx, b, n)) != FOTA_OK) {
+	if ((err = store(ctx, n)) != FOTA_OK) {
 		return fail(ctx, err);
 	}
 	if (final) {
@@ -979,37 +943,49 @@ static enum fota_event on_frame(struct fota_ctx *ctx)
 /* API                                                                */
 /* ------------------------------------------------------------------ */
 
-enum fota_err fota_init(struct fota_ctx *ctx, const struct fota_config *cfg)
+/* The tag's fields hold this build's sizes (fota.h). */
+typedef char fota_abi_tag_fits[
+	sizeof(struct fota_ctx) < 0x10000 && sizeof(struct fota_config) < 0x100 ? 1 : -1];
+
+enum fota_err fota_init_abi(struct fota_ctx *ctx, const struct fota_config *cfg,
+                            uint32_t abi_tag)
 {
+	enum fota_err err = FOTA_ERR_ABI;
 	size_t id_len;
 
-	memset(ctx, 0, sizeof *ctx);
-	ctx->cfg = cfg;
-	ctx->err = FOTA_ERR_CONFIG;   /* until proven otherwise */
+	if (abi_tag == FOTA_ABI_TAG) {
+		memset(ctx, 0, sizeof *ctx);
+		ctx->cfg = cfg;
+		err = FOTA_ERR_CONFIG;
+		if (cfg != NULL && cfg->device_id != NULL && cfg->device_class != NULL &&
+		    cfg->psk != NULL && cfg->random != NULL && cfg->flash_erase != NULL &&
+		    cfg->flash_write != NULL && cfg->flash_read != NULL && cfg->flash_sync != NULL &&
+		    cfg->state_load != NULL && cfg->state_save != NULL) {
+			id_len = name_len(cfg->device_id);
+			if (valid_name((const uint8_t *)cfg->device_id, id_len) &&
+			    valid_name((const uint8_t *)cfg->device_class, name_len(cfg->device_class)) &&
+			    (cfg->gateway_id == NULL ||
+			     valid_name((const uint8_t *)cfg->gateway_id, name_len(cfg->gateway_id))) &&
+			    (cfg->max_payload == 0 ||
+			     (cfg->max_payload >= FOTA_MIN_PAYLOAD && cfg->max_payload <= FOTA_MAX_PAYLOAD)) &&
+			    cfg->slot_size != 0 && cfg->slot_size % FOTA_SECTOR_SIZE == 0 &&
+			    cfg->ack_every % FOTA_SECTOR_SIZE == 0) {
+				ctx->id_len = (uint8_t)id_len;
+				return FOTA_OK;   /* S_IDLE, nothing owed */
+			}
+		}
+	}
+	/*
+	 * On FOTA_ERR_ABI the application's ctx may be smaller than this
+	 * build's: only these fields are written, which come first in every
+	 * build, before anything a setting sizes. Every later call then
+	 * sees a session ended with err.
+	 */
 	ctx->state = S_END;
+	ctx->next_ev = 0;
 	ctx->end_ev = FOTA_EV_ERROR;
-	if (cfg == NULL || cfg->device_id == NULL || cfg->device_class == NULL ||
-	    cfg->psk == NULL || cfg->random == NULL || cfg->flash_erase == NULL ||
-	    cfg->flash_write == NULL || cfg->flash_read == NULL || cfg->flash_sync == NULL ||
-	    cfg->state_load == NULL || cfg->state_save == NULL) {
-		return FOTA_ERR_CONFIG;
-	}
-	id_len = name_len(cfg->device_id);
-	if (!valid_name((const uint8_t *)cfg->device_id, id_len) ||
-	    !valid_name((const uint8_t *)cfg->device_class, name_len(cfg->device_class)) ||
-	    (cfg->gateway_id != NULL &&
-	     !valid_name((const uint8_t *)cfg->gateway_id, name_len(cfg->gateway_id))) ||
-	    (cfg->max_payload != 0 &&
-	     (cfg->max_payload < FOTA_MIN_PAYLOAD || cfg->max_payload > FOTA_MAX_PAYLOAD)) ||
-	    cfg->slot_size == 0 || cfg->slot_size % FOTA_SECTOR_SIZE != 0 ||
-	    cfg->ack_every % FOTA_SECTOR_SIZE != 0) {
-		return FOTA_ERR_CONFIG;
-	}
-	ctx->id_len = (uint8_t)id_len;
-	ctx->err = FOTA_OK;
-	ctx->state = S_IDLE;
-	ctx->end_ev = 0;
-	return FOTA_OK;
+	ctx->err = (uint8_t)err;
+	return err;
 }
 
 enum fota_event fota_start(struct fota_ctx *ctx)

@@ -10,15 +10,6 @@
 #include "fota_crypto.h"
 #include "fota_internal.h"
 
-/* Section 2.8: the data, then zero bytes up to a multiple of 16. */
-static void mac_padded(fota_poly1305_ctx *p, const uint8_t *data, size_t len)
-{
-	static const uint8_t zeros[15] = { 0 };
-
-	fota_poly1305_update(p, data, len);
-	fota_poly1305_update(p, zeros, (16 - len % 16) % 16);
-}
-
 /*
  * The tag over (ad, ciphertext), into ctx->block[0..15]. The one-time
  * Poly1305 key is the first 32 bytes of ChaCha20 block 0 (section 2.6);
@@ -37,16 +28,21 @@ static void aead_tag(fota_aead_ctx *ctx,
 	(void)fota_chacha20_state(ctx->chacha, b, sizeof ctx->block, key, nonce, 0);
 	fota_poly1305_init(&ctx->poly, b);
 
-	mac_padded(&ctx->poly, ad, ad_len);
-	mac_padded(&ctx->poly, ct, ct_len);
+	/* Section 2.8: each padded with zeros to a multiple of 16. */
+	fota_poly1305_padded(&ctx->poly, ad, ad_len);
+	fota_poly1305_padded(&ctx->poly, ct, ct_len);
 
-	/* Both lengths as 64-bit little-endian; size_t may be 32-bit. */
+	/* Both lengths as 64-bit little-endian; size_t may be 32-bit, and
+	 * then the high words are the zeros of the memset. */
+	memset(b, 0, 16);
 	fota_store32_le(b, (uint32_t)ad_len);
-	fota_store32_le(b + 4, (uint32_t)((uint64_t)ad_len >> 32));
 	fota_store32_le(b + 8, (uint32_t)ct_len);
+#if SIZE_MAX > 0xffffffffu
+	fota_store32_le(b + 4, (uint32_t)((uint64_t)ad_len >> 32));
 	fota_store32_le(b + 12, (uint32_t)((uint64_t)ct_len >> 32));
-	fota_poly1305_update(&ctx->poly, b, 16);
-	fota_poly1305_final(&ctx->poly, b);   /* wipes the MAC state */
+#endif
+	fota_poly1305_padded(&ctx->poly, b, 16);
+	fota_poly1305_tag(&ctx->poly, b);   /* wipes the MAC state */
 }
 
 void fota_aead_seal_ctx(fota_aead_ctx *ctx,

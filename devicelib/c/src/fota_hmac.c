@@ -4,17 +4,16 @@
 #include <string.h>
 
 #include "fota_crypto.h"
+#include "fota_internal.h"
 
 void fota_hmac_sha256_init(fota_hmac_sha256_ctx *ctx,
                            const uint8_t *key, size_t key_len)
 {
-	size_t i;
-
 	/*
-	 * RFC 2104 section 2: K is hashed if longer than a block, then padded.
-	 * The hashed key is parked in the outer hash's block buffer, which is
-	 * not in use yet; the loop below reads each of its bytes before it
-	 * writes the same position.
+	 * RFC 2104 section 2: K is hashed if longer than a block. The hashed
+	 * key is parked in the outer hash's block buffer, which is not in use
+	 * yet; fota_hmac_sha256_key reads each of its bytes before it writes
+	 * the same position.
 	 */
 	if (key_len > FOTA_SHA256_BLOCK_SIZE) {
 		fota_sha256_init(&ctx->inner);
@@ -23,6 +22,12 @@ void fota_hmac_sha256_init(fota_hmac_sha256_ctx *ctx,
 		key = ctx->outer.block;
 		key_len = FOTA_SHA256_SIZE;
 	}
+	fota_hmac_sha256_key(ctx, key, key_len);
+}
+
+void fota_hmac_sha256_key(fota_hmac_sha256_ctx *ctx, const uint8_t *key, size_t key_len)
+{
+	size_t i;
 
 	/*
 	 * K ^ ipad and K ^ opad are built straight in the block buffers that

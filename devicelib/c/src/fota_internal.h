@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fota_crypto.h"
+
 /*
  * Constant tables (the SHA-256 round constants) are read with 32-bit
  * loads only, so a port may place them in flash instead of RAM, e.g.
@@ -71,5 +73,21 @@ static inline void fota_store32_be(uint8_t *p, uint32_t v)
 uint32_t fota_chacha20_state(uint32_t state[16], uint8_t *buf, size_t len,
                              const uint8_t key[32], const uint8_t nonce[12],
                              uint32_t counter);
+
+/*
+ * Poly1305 as the AEAD uses it: fota_poly1305_padded absorbs len bytes
+ * and zeros up to a multiple of 16 (ctx->c must be empty, as it is if
+ * nothing else is absorbed); fota_poly1305_tag is fota_poly1305_final
+ * with no partial block pending. Wipes ctx.
+ */
+void fota_poly1305_padded(fota_poly1305_ctx *ctx, const uint8_t *msg, size_t len);
+void fota_poly1305_tag(fota_poly1305_ctx *ctx, uint8_t tag[16]);
+
+/*
+ * fota_hmac_sha256_init for a key of at most a block (64 bytes), as
+ * every key of the protocol is: without the long-key hashing, which a
+ * device build then does not link.
+ */
+void fota_hmac_sha256_key(fota_hmac_sha256_ctx *ctx, const uint8_t *key, size_t key_len);
 
 #endif /* FOTA_INTERNAL_H */

@@ -13,7 +13,8 @@ const char *fota_err_name(enum fota_err err)
 		"digest_mismatch", "flash_error", "unavailable", "timeout",
 		"bad_chunk", "unsupported_suite", "declined", "frame_too_large",
 		"unexpected_message", "bad_record", "truncated",
-		"counter_exhausted", "random_failed", "bad_config", "misuse"
+		"counter_exhausted", "random_failed", "bad_config", "misuse",
+		"abi_mismatch"
 	};
 
 	if ((unsigned)err >= sizeof names / sizeof names[0]) {

@@ -107,6 +107,35 @@ static void poly1305_blocks(fota_poly1305_ctx *ctx, const uint8_t *m,
 		 * below 2^19. The halves also keep the live limbs few enough
 		 * to stay in registers.
 		 */
+#ifdef __OPTIMIZE_SIZE__
+		/*
+		 * -Os: the same two half rows as the loops below, one loop body
+		 * for both halves: 40 bytes fewer on the LX106 for 4% more
+		 * instructions per frame (a loop over the five terms too would
+		 * save 75 bytes for 25% more). d starts at zero, so the first
+		 * half adds nothing for it; every sum and carry is the one
+		 * argued above.
+		 */
+		{
+			int half;
+
+			memset(d, 0, sizeof d);
+			for (half = 0; half < 2; half++) {
+				uint32_t c = 0;
+
+				for (k = 0; k < 10; k++) {
+					/* q[-i] = rr[9 + k - (5 * half + i)] */
+					const uint32_t *q = rr + 9 + k - 5 * half, *hh = h + 5 * half;
+
+					c += d[k] + hh[0] * q[0] + hh[1] * q[-1] + hh[2] * q[-2] +
+					     hh[3] * q[-3] + hh[4] * q[-4];
+					d[k] = c & MASK13;
+					c >>= 13;
+				}
+				c1 += c;
+			}
+		}
+#else
 		for (k = 0; k < 10; k++) {
 			const uint32_t *q = rr + 9 + k;   /* q[-i] = rr[9 + k - i] */
 
@@ -123,6 +152,7 @@ static void poly1305_blocks(fota_poly1305_ctx *ctx, const uint8_t *m,
 			d[k] = c2 & MASK13;
 			c2 >>= 13;
 		}
+#endif
 
 		/*
 		 * The carries out of limb 9 are worth 2^130 = 5 each. z is
@@ -141,26 +171,24 @@ static void poly1305_blocks(fota_poly1305_ctx *ctx, const uint8_t *m,
 void fota_poly1305_init(fota_poly1305_ctx *ctx,
                         const uint8_t key[FOTA_POLY1305_KEY_SIZE])
 {
-	uint8_t rb[16];
+	uint8_t *rb = ctx->c;   /* r's bytes, clamped in the empty block buffer */
 	int i;
 
-	/* Clamp r (section 2.5.1): this also keeps r[9] below 2^7. */
+	/* One memset for r, h and c_len; the final wipe clears rb with the rest. */
+	memset(ctx, 0, sizeof *ctx);
 	memcpy(rb, key, 16);
+	memcpy(ctx->s, key + 16, 16);
+	/* Clamp r (section 2.5.1): this also keeps r[9] below 2^7. */
 	for (i = 3; i < 16; i += 4) {
 		rb[i] &= 15;              /* r[3], r[7], r[11], r[15] */
 		if (i < 15) {
 			rb[i + 1] &= 252; /* r[4], r[8], r[12] */
 		}
 	}
-	memset(ctx->r, 0, sizeof ctx->r);
 	limbs_add_le128(ctx->r + 9, rb);
 	for (i = 0; i < 9; i++) {
 		ctx->r[i] = 5 * ctx->r[10 + i];
 	}
-	memset(ctx->h, 0, sizeof ctx->h);
-	memcpy(ctx->s, key + 16, 16);
-	ctx->c_len = 0;
-	fota_wipe(rb, sizeof rb);
 }
 
 void fota_poly1305_update(fota_poly1305_ctx *ctx, const uint8_t *msg, size_t len)
@@ -189,19 +217,42 @@ void fota_poly1305_update(fota_poly1305_ctx *ctx, const uint8_t *msg, size_t len
 	}
 }
 
+/*
+ * The AEAD's input (RFC 8439 2.8): the data, then zeros up to a multiple
+ * of 16, so every block is a full one. Whole blocks go straight from
+ * msg, the last partial one through ctx->c; nothing is kept between
+ * calls, so the AEAD links neither fota_poly1305_update's buffering nor
+ * fota_poly1305_final's partial block (over 100 bytes on the LX106).
+ */
+void fota_poly1305_padded(fota_poly1305_ctx *ctx, const uint8_t *msg, size_t len)
+{
+	size_t whole = len / 16, rest = len % 16;
+
+	poly1305_blocks(ctx, msg, whole, 1);
+	if (rest > 0) {
+		memset(ctx->c, 0, sizeof ctx->c);
+		memcpy(ctx->c, msg + 16 * whole, rest);
+		poly1305_blocks(ctx, ctx->c, 1, 1);
+	}
+}
+
 void fota_poly1305_final(fota_poly1305_ctx *ctx,
                          uint8_t tag[FOTA_POLY1305_TAG_SIZE])
 {
-	uint32_t *h = ctx->h;
-	uint32_t c, acc;
-	int i, j, bits;
-
 	if (ctx->c_len > 0) {
 		/* Partial block: append a 1 byte, pad with zeros, no 2^128. */
 		ctx->c[ctx->c_len] = 1;
 		memset(ctx->c + ctx->c_len + 1, 0, 15 - ctx->c_len);
 		poly1305_blocks(ctx, ctx->c, 1, 0);
 	}
+	fota_poly1305_tag(ctx, tag);
+}
+
+void fota_poly1305_tag(fota_poly1305_ctx *ctx, uint8_t tag[FOTA_POLY1305_TAG_SIZE])
+{
+	uint32_t *h = ctx->h;
+	uint32_t c, acc;
+	int i, j, bits;
 
 	/*
 	 * Now h < 2^130 + 2^23 < 2p (limb 1 may still exceed 13 bits), so

@@ -85,17 +85,12 @@ void fota_sha256_update(fota_sha256_ctx *ctx, const uint8_t *msg, size_t len)
 {
 	while (len > 0) {
 		size_t used = (size_t)(ctx->count % FOTA_SHA256_BLOCK_SIZE);
-		size_t n;
+		size_t n = len < FOTA_SHA256_BLOCK_SIZE - used ? len : FOTA_SHA256_BLOCK_SIZE - used;
 
-		if (used == 0 && len >= FOTA_SHA256_BLOCK_SIZE) {
-			/* A whole block straight from the caller's buffer. */
-			n = FOTA_SHA256_BLOCK_SIZE;
+		if (n == FOTA_SHA256_BLOCK_SIZE) {
+			/* Nothing buffered and a whole block: straight from msg. */
 			sha256_compress(ctx->state, msg);
 		} else {
-			n = FOTA_SHA256_BLOCK_SIZE - used;
-			if (n > len) {
-				n = len;
-			}
 			memcpy(ctx->block + used, msg, n);
 			if (used + n == FOTA_SHA256_BLOCK_SIZE) {
 				sha256_compress(ctx->state, ctx->block);

@@ -249,7 +249,7 @@ static enum fota_err stream(struct fota_ctx *ctx, const uint8_t *img, uint32_t s
 		uint32_t n = size - off < chunk ? size - off : chunk;
 
 		memcpy(ctx->body.b, img + off, n);
-		err = store(ctx, ctx->body.b, n);
+		err = store(ctx, n);
 	}
 	return err;
 }

@@ -10,6 +10,9 @@
 #  3. Worst-case stack per API call: the sum of -fstack-usage frames along the deepest call
 #     chain of -fcallgraph-info (tools/stack-chains.awk), platform callbacks not included.
 #  4. Every function's code and frame, largest first.
+#  5. The same code linked with -flto, for firmware that builds with link-time optimization:
+#     the library's sources are unchanged and still compile to separate objects; only the
+#     firmware's compile and link flags add -flto. The table above is without it.
 # Each for the default build and with -DFOTA_WITH_ED25519 (vendor signatures: SHA-512 and Ed25519
 # verification added, and the stack of fota_feed's chain through the check).
 #
@@ -31,10 +34,13 @@ done
 crypto=(src/fota_ct.c src/fota_chacha20.c src/fota_poly1305.c src/fota_aead.c src/fota_sha256.c src/fota_hmac.c)
 core=(src/fota.c)
 ed25519=(src/fota_sha512.c src/fota_ed25519.c)
-api="fota_init fota_start fota_feed fota_erase_ahead fota_close fota_decline fota_tx fota_error fota_manifest fota_retry_after fota_progress fota_confirm"
+api="fota_init_abi fota_start fota_feed fota_erase_ahead fota_close fota_decline fota_tx fota_error fota_manifest fota_retry_after fota_progress fota_confirm"
 payloads=${PAYLOADS:-256 512 1024 4096}
 cflags=(-std=c99 -Os -mlongcalls -ffunction-sections -fdata-sections -fstack-usage -fcallgraph-info=su
 	-Wall -Wextra -Wpedantic -Wconversion -Wshadow -Werror "--specs=$specs" -Iinclude -Isrc)
+# The same code generation without the per-function stack files, which -flto does not give.
+ltoflags=(-std=c99 -Os -mlongcalls -ffunction-sections -fdata-sections -Wall -Wextra -Wpedantic
+	-Wconversion -Wshadow -Werror "--specs=$specs" -Iinclude -Isrc)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
@@ -79,7 +85,8 @@ sizes() {
 		# An input section: " .name 0xADDR 0xSIZE file", or its name alone with the rest below.
 		/^ \.[^ ]+$/ { pend = $1; next }
 		{ if (pend != "" && $1 ~ /^0x/) { sec = pend; sz = $2; file = $3 } else if ($1 ~ /^\./ && $2 ~ /^0x/ && NF >= 4) { sec = $1; sz = $3; file = $4 } else { pend = ""; next }
-		  pend = ""; sub(/.*\//, "", file); if (!(file in want)) next
+		  pend = ""; sub(/.*\//, "", file); if (file ~ /\.ltrans[0-9]*\.ltrans\.o$/) file = "ltrans"
+		  if (!(file in want)) next
 		  if (sec ~ /^\.(text|literal)/) c += hex(sz); else if (sec ~ /^\.rodata/) r += hex(sz)
 		  else if (sec ~ /^\.data/) d += hex(sz); else if (sec ~ /^\.bss/) b += hex(sz) }
 		END { printf "%d %d %d %d\n", c, r, d, b }' "$map"
@@ -125,6 +132,27 @@ for p in $payloads; do
 	[ -n "$first" ] || first=$p
 done
 done
+# -flto: the library compiled to GIMPLE and optimized as one unit at the link; its code
+# is what the link-time partitions (ltrans objects) hold, core and crypto no longer apart.
+echo
+echo "Linked with -flto (firmware compile and link flags; the sources unchanged), core + crypto code:"
+for p in $payloads; do
+	d="$out/$p-lto"
+	mkdir -p "$d"
+	objs=()
+	for src in "${crypto[@]}" "${core[@]}"; do
+		obj="$d/$(basename "${src%.c}").o"
+		"$cc" "${ltoflags[@]}" -flto -DFOTA_MAX_PAYLOAD="$p" -c "$src" -o "$obj"
+		objs+=("$obj")
+	done
+	"$cc" "${ltoflags[@]}" -DFOTA_MAX_PAYLOAD="$p" -c "$out/entry.c" -o "$d/entry.o"
+	"$cc" "${ltoflags[@]}" -flto -nostartfiles -nostdlib -T "$out/fw.ld" -Wl,--gc-sections \
+		-Wl,-Map,"$d/map" "${objs[@]}" "$d/entry.o" -lc -lgcc -o "$d/fw.elf"
+	read -r lc _ < <(sizes "$d/map" ltrans)
+	read -r pc _ < <(sizes "$out/$p-plain/map" fota.o fota_ct.o fota_chacha20.o fota_poly1305.o fota_aead.o fota_sha256.o fota_hmac.o)
+	printf '  %-10s %6d   (without -flto %d)\n' "$p" "$lc" "$pc"
+done
+
 d="$out/$first-plain"
 de="$out/$first-ed25519"
 echo
