@@ -11,16 +11,7 @@
 
 #include "../src/fota.c"
 
-static int checks, failures;
-
-#define CHECK(cond, what) \
-	do { \
-		checks++; \
-		if (!(cond)) { \
-			failures++; \
-			printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, what); \
-		} \
-	} while (0)
+#include "check.h"
 
 #define SECTORS 8u
 
@@ -176,6 +167,5 @@ int main(void)
 	test_only_while_streaming();
 	test_never_below_durable();
 	test_failed_erase_ends_with_flash_error();
-	printf("%d passed, %d failed\n", checks - failures, failures);
-	return failures != 0;
+	return check_summary();
 }

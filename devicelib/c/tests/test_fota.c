@@ -12,16 +12,7 @@
 
 #include "../src/fota.c"
 
-static int checks, failures;
-
-#define CHECK(cond, what) \
-	do { \
-		checks++; \
-		if (!(cond)) { \
-			failures++; \
-			printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, what); \
-		} \
-	} while (0)
+#include "check.h"
 
 /* ---- an in-memory platform ---- */
 
@@ -377,6 +368,5 @@ int main(void)
 	test_wiped_at_end();
 	test_misuse();
 	test_hello();
-	printf("%d passed, %d failed\n", checks - failures, failures);
-	return failures != 0;
+	return check_summary();
 }

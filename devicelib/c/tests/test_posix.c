@@ -14,16 +14,7 @@
 
 #include "fota_posix.h"
 
-static int checks, failures;
-
-#define CHECK(cond, what) \
-	do { \
-		checks++; \
-		if (!(cond)) { \
-			failures++; \
-			printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, what); \
-		} \
-	} while (0)
+#include "check.h"
 
 static long slept, naps;
 
@@ -94,6 +85,5 @@ int main(void)
 	test_timing(flash, state, 1);
 	test_timing(flash, state, 0);
 	rmdir(dir);
-	printf("%d passed, %d failed\n", checks - failures, failures);
-	return failures != 0;
+	return check_summary();
 }
