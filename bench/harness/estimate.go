@@ -54,7 +54,7 @@ const (
 // frameOverhead is the bytes each chunk adds on the wire for peers that frame every chunk:
 // fotagate's frame header and tag, a TLS 1.3 record's header, type and tag. Peers not named
 // stream the image as it is (plain TCP, HTTPS with 16 KiB records).
-var frameOverhead = map[string]int{"fotagate": 19, "https-rec": 22}
+var frameOverhead = map[string]int{"fotagate": 19, "fotagate-c": 19, "https-rec": 22}
 
 // transferTime estimates one transfer of size bytes (the prefix, for a prefix cell).
 func transferTime(prof link.Profile, peer peers.Peer, chunk, size int) time.Duration {
@@ -62,7 +62,7 @@ func transferTime(prof link.Profile, peer peers.Peer, chunk, size int) time.Dura
 	var flash time.Duration
 	if prof.Flash {
 		flash = peers.FlashTime(size, chunk)
-		if peer.Name() == "fotagate" {
+		if peer.Name() == "fotagate" { // fotadev-c's --flash-timing charges the slot only
 			flash += time.Duration(size/stateSaveEvery) * stateSave
 		}
 	}

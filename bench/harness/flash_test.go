@@ -15,7 +15,7 @@ func TestFlashProfileMakesEveryDeviceTakeAtLeastTheFlashTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := Plan{Profiles: []link.Profile{prof}, Peers: []peers.Peer{peers.Fotagate{}, peers.TCP{}}, Chunks: []int{4096},
+	p := Plan{Profiles: []link.Profile{prof}, Peers: []peers.Peer{peers.Fotagate{}, peers.FotagateC{}, peers.TCP{}}, Chunks: []int{4096},
 		ImageSize: 64 << 10, Seed: 2, Reps: 1, Timeout: time.Minute}
 	var progress strings.Builder
 	p.Progress = &progress

@@ -47,7 +47,12 @@ func TestSmokeRunsEveryPeerAndDeliversTheImage(t *testing.T) {
 
 func TestSmokeFailsWhenADeviceGetsADifferentImage(t *testing.T) {
 	p := SmokePlan()
-	p.Peers, p.Sweep = p.Peers[:1], nil
+	// fotagate and fotagate-c: the Go device and the C device, whose slot file the fetch
+	// child reads back.
+	p.Peers, p.Sweep = p.Peers[:2], nil
+	if p.Peers[1].Name() != "fotagate-c" {
+		t.Fatalf("second peer %s, want fotagate-c", p.Peers[1].Name())
+	}
 	// The device derives the image from the seed; a server that serves another image must be
 	// caught by the device's digest check, whatever the protocol says.
 	res, err := Run(context.Background(), withServerSeed(p, 99))
@@ -55,8 +60,13 @@ func TestSmokeFailsWhenADeviceGetsADifferentImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := Failures(res)
-	if len(f) != 1 || !strings.Contains(f[0], "differs") && !strings.Contains(f[0], "digest") {
-		t.Fatalf("failures %q, want one about the image", f)
+	if len(f) != 2 {
+		t.Fatalf("failures %q, want one per peer about the image", f)
+	}
+	for _, s := range f {
+		if !strings.Contains(s, "differs") && !strings.Contains(s, "digest") {
+			t.Errorf("failure %q, want one about the image", s)
+		}
 	}
 }
 

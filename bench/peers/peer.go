@@ -106,7 +106,7 @@ type RAM struct {
 
 // All returns every peer, in the order tables show them.
 func All() []Peer {
-	return []Peer{Fotagate{}, TCP{}, HTTPS{}, HTTPS{RecordPerChunk: true}, CoAP{}}
+	return []Peer{Fotagate{}, FotagateC{}, TCP{}, HTTPS{}, HTTPS{RecordPerChunk: true}, CoAP{}}
 }
 
 // Lookup finds a peer by name.
