@@ -62,7 +62,7 @@ func transferTime(prof link.Profile, peer peers.Peer, chunk, size int) time.Dura
 	var flash time.Duration
 	if prof.Flash {
 		flash = peers.FlashTime(size, chunk)
-		if peer.Name() == "fotagate" { // fotadev-c's --flash-timing charges the slot only
+		if peer.Name() == "fotagate" || peer.Name() == "fotagate-c" {
 			flash += time.Duration(size/stateSaveEvery) * stateSave
 		}
 	}

@@ -60,7 +60,7 @@ func (FotagateC) About() string {
 		"its start (it dials at once) to its exit, which adds process start, the read-back check of the slot and the exit " +
 		"to what the Go device counts; no time to first byte. On loopback the port's file flash (a pread and a pwrite per program, " +
 		"as it keeps NOR rules) is most of the device's time. Under +flash, fotadev-c's --flash-timing charges the slot's " +
-		"erases and pages but not its state saves, which the Go device here is charged (an erase and a page per durable point)"
+		"erases and pages and an erase and a page per state save, as the Go device here is charged"
 }
 
 func (FotagateC) ClientEnv() []string {

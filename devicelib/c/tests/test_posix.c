@@ -58,6 +58,14 @@ static void test_timing(const char *flash, const char *state, int timing)
 	CHECK(COST(cfg.flash_read(cfg.arg, FOTA_SECTOR_SIZE, b, FOTA_POSIX_PAGE)) == 0 &&
 	      COST(cfg.flash_sync(cfg.arg)) == 0, "reads and syncs are free");
 	CHECK(b[0] == 0x5a, "the page reads back");
+	{
+		struct fota_state st;
+
+		memset(&st, 0, sizeof st);
+		st.boot_counter = 1;
+		CHECK(COST(cfg.state_save(cfg.arg, &st)) == want_erase + want_page,
+		      "a state save costs a sector erase and a page, as on the ESP8266");
+	}
 
 	/* NOR rules: a refused write costs nothing and changes nothing. */
 	naps = 0;

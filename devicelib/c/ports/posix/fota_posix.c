@@ -334,6 +334,11 @@ int fota_posix_state_save(void *arg, const struct fota_state *st)
 		(void)fsync(fd);
 		close(fd);
 	}
+	/* On the ESP8266 the state lives in a flash sector of its own
+	 * (ports/esp8266-nonos): each save erases one and programs a page. */
+	if (p->timing) {
+		sleep_us(p, FOTA_POSIX_ERASE_US + FOTA_POSIX_PAGE_US);
+	}
 	return 0;
 }
 
