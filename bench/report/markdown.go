@@ -111,11 +111,8 @@ func (r *Results) profile(w io.Writer, prof Profile, charts map[string]string, t
 		return fmt.Sprintf("[%d]", len(notes))
 	}
 	table := func(title string, value func(Summary) string) {
-		p("### %s\n\n| peer |", title)
-		for _, c := range r.Chunks {
-			p(" %d B |", c)
-		}
-		p("\n|---|%s\n", strings.Repeat("---:|", len(r.Chunks)))
+		p("### %s\n\n", title)
+		r.chunkHeader(w, []string{"peer"})
 		for _, pi := range r.Peers {
 			p("| %s |", pi.Name)
 			for _, ch := range r.Chunks {
@@ -223,11 +220,8 @@ func (r *Results) handshakes(w io.Writer, prof Profile) {
 
 // ratios compares fotagate with every other peer, chunk by chunk.
 func (r *Results) ratios(w io.Writer, prof Profile) {
-	fmt.Fprintf(w, "### fotagate compared (fotagate ÷ other; goodput above 1 and CPU below 1 favour fotagate)\n\n| other | figure |")
-	for _, c := range r.Chunks {
-		fmt.Fprintf(w, " %d B |", c)
-	}
-	fmt.Fprintf(w, "\n|---|---|%s\n", strings.Repeat("---:|", len(r.Chunks)))
+	fmt.Fprintf(w, "### fotagate compared (fotagate ÷ other; goodput above 1 and CPU below 1 favour fotagate)\n\n")
+	r.chunkHeader(w, []string{"other", "figure"})
 	prefixed := false
 	for _, pi := range r.Peers {
 		if pi.Name == ours {
@@ -263,11 +257,8 @@ func (r *Results) ratios(w io.Writer, prof Profile) {
 }
 
 func (r *Results) ram(w io.Writer) {
-	fmt.Fprintf(w, "## Device RAM per protocol (fotagate: measured by the C library's size report; the others computed from documented constants)\n\n| peer |")
-	for _, c := range r.Chunks {
-		fmt.Fprintf(w, " %d B |", c)
-	}
-	fmt.Fprintf(w, " how |\n|---|%s---|\n", strings.Repeat("---:|", len(r.Chunks)))
+	fmt.Fprintf(w, "## Device RAM per protocol (fotagate: measured by the C library's size report; the others computed from documented constants)\n\n")
+	r.chunkHeader(w, []string{"peer"}, "how")
 	for _, pi := range r.Peers {
 		fmt.Fprintf(w, "| %s |", pi.Name)
 		how := ""
@@ -367,11 +358,7 @@ func (r *Results) bound(w io.Writer, prof Profile) {
 		"%.2fx the writer's CPU besides. "+
 		"Below: image bytes per second of gateway CPU (1 MiB / CPU per MiB) as a fraction of the bound; 1.00 would be a gateway that "+
 		"does nothing but seal the image once in large messages and write it in large writes.\n\n", b.ReaderCPUShare)
-	p("| peer |")
-	for _, c := range r.Chunks {
-		p(" %d B |", c)
-	}
-	p("\n|---|%s\n", strings.Repeat("---:|", len(r.Chunks)))
+	r.chunkHeader(w, []string{"peer"})
 	for _, pi := range r.Peers {
 		p("| %s |", pi.Name)
 		for _, ch := range r.Chunks {
@@ -457,11 +444,7 @@ func (r *Results) flash(w io.Writer) {
 			"pays an erase and a page for each durable state save (one per Ack). The *flash alone* row is the model's time for the " +
 			"image writes by themselves, as goodput: when a peer's goodput with flash comes near it, the flash, not the link or the cipher, " +
 			"bounds the update.\n\n")
-		p("| peer |")
-		for _, c := range r.Chunks {
-			p(" %d B |", c)
-		}
-		p("\n|---|%s\n", strings.Repeat("---:|", len(r.Chunks)))
+		r.chunkHeader(w, []string{"peer"})
 		for _, pi := range r.Peers {
 			p("| %s |", pi.Name)
 			for _, ch := range r.Chunks {
@@ -497,4 +480,21 @@ func (r *Results) flash(w io.Writer) {
 			p("† measured over a prefix of the image (stop-and-wait; see the notes under the profile's tables).\n\n")
 		}
 	}
+}
+
+// chunkHeader writes the header row of a table with a column per chunk size: the leading
+// columns (left-aligned), the chunks (right-aligned numbers), then the trailing ones.
+func (r *Results) chunkHeader(w io.Writer, lead []string, trail ...string) {
+	fmt.Fprint(w, "|")
+	for _, l := range lead {
+		fmt.Fprintf(w, " %s |", l)
+	}
+	for _, c := range r.Chunks {
+		fmt.Fprintf(w, " %d B |", c)
+	}
+	for _, t := range trail {
+		fmt.Fprintf(w, " %s |", t)
+	}
+	fmt.Fprintf(w, "\n|%s%s%s\n", strings.Repeat("---|", len(lead)), strings.Repeat("---:|", len(r.Chunks)),
+		strings.Repeat("---|", len(trail)))
 }
