@@ -10,9 +10,9 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,8 +20,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +27,7 @@ import (
 
 	"github.com/fotagate/fotagate/certs/localca"
 	"github.com/fotagate/fotagate/gateway/manifest"
+	"github.com/fotagate/fotagate/gateway/upstream/caddytest"
 )
 
 // The reference upstream (upstream/Caddyfile, started by upstream/serve.sh) serving real
@@ -82,115 +81,30 @@ func publish(t *testing.T) *published {
 	return &published{site: site, rel: rel, vendor: pub, image: image}
 }
 
-// logBuffer collects caddy's log for a failing test.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// freeLoopbackPort finds a port free on 127.0.0.1 for both TCP (h1, h2) and UDP (h3).
-// Another process may take it before caddy binds it; startUpstream then tries again.
-func freeLoopbackPort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		l.Close()
-		if err == nil {
-			pc.Close()
-			return port
-		}
-	}
-	t.Fatal("no port free for both TCP and UDP on 127.0.0.1")
-	return 0
-}
-
-// startUpstream runs upstream/serve.sh SITE ADDRESS CERT... and returns the base URL and the
-// roots to trust once it answers. caddy runs with its home, data and config in the test's
-// directory, bound to loopback, and dies with the test (Pdeathsig) if not killed before.
+// startUpstream runs upstream/serve.sh SITE ADDRESS CERT... under caddytest (a free loopback
+// port, caddy's home in the test's directory, killed with the test) and returns the base URL
+// and the roots to trust once it answers; roots reads them from caddy's home, where caddy's
+// own CA puts them for the internal certificate.
 func startUpstream(t *testing.T, site string, tlsArgs []string, roots func(home string) *x509.CertPool) (string, *x509.CertPool) {
 	t.Helper()
-	if _, err := exec.LookPath("caddy"); err != nil {
-		t.Fatalf("caddy is not installed (%v): run `make deps`, which installs Debian's caddy package", err)
-	}
-	for try := 1; try <= 3; try++ {
-		if base, pool, ok := runUpstream(t, site, tlsArgs, roots); ok {
-			return base, pool
+	base := func(port int) string { return "https://127.0.0.1:" + strconv.Itoa(port) }
+	var pool *x509.CertPool
+	port, _ := caddytest.Start(t, 20*time.Second, func(port int, _ string) *exec.Cmd {
+		cmd := exec.Command("upstream/serve.sh", append([]string{site, base(port)}, tlsArgs...)...)
+		cmd.Env = []string{"FOTA_BIND=127.0.0.1"}
+		return cmd
+	}, func(port int, home string) error {
+		if pool = roots(home); pool == nil {
+			return errors.New("no roots yet")
 		}
-	}
-	t.Fatal("caddy exited three times; see its logs above")
-	return "", nil
-}
-
-func runUpstream(t *testing.T, site string, tlsArgs []string, roots func(home string) *x509.CertPool) (string, *x509.CertPool, bool) {
-	t.Helper()
-	home := t.TempDir()
-	port := freeLoopbackPort(t)
-	base := "https://127.0.0.1:" + strconv.Itoa(port)
-	logs := &logBuffer{}
-	cmd := exec.Command("upstream/serve.sh", append([]string{site, base}, tlsArgs...)...)
-	cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + home,
-		"XDG_DATA_HOME=" + filepath.Join(home, "data"),
-		"XDG_CONFIG_HOME=" + filepath.Join(home, "config"),
-		"FOTA_BIND=127.0.0.1",
-	}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting serve.sh: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait() //nolint:errcheck // the exit is the signal
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill() //nolint:errcheck // it may have exited
-		<-exited
-		if t.Failed() {
-			t.Logf("caddy log:\n%s", logs.String())
+		resp, err := h2Client(pool).Get(base(port) + "/" + class + "/" + manifest.DocName)
+		if err != nil {
+			return err
 		}
+		resp.Body.Close()
+		return nil
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var err error
-		if pool := roots(home); pool != nil {
-			var resp *http.Response
-			resp, err = h2Client(pool).Get(base + "/" + class + "/" + manifest.DocName)
-			if err == nil {
-				resp.Body.Close()
-				return base, pool, true
-			}
-		}
-		select {
-		case <-exited:
-			t.Logf("caddy exited (port %d): %v\n%s", port, cmd.ProcessState, logs.String())
-			return "", nil, false
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the upstream did not answer on %s within 20s: %v\n%s", base, err, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return base(port), pool
 }
 
 func h2Client(pool *x509.CertPool) *http.Client {

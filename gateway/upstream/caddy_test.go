@@ -5,15 +5,14 @@ package upstream
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fotagate/fotagate/gateway/upstream/caddytest"
 )
 
 // caddyfile serves one directory over HTTPS on one loopback port, TCP for h1/h2 and UDP for
@@ -40,123 +39,27 @@ https://127.0.0.1:%[2]d {
 }
 `
 
-// syncBuffer collects caddy's log for a failing test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// freeLoopbackPort finds a port free on 127.0.0.1 for both TCP and UDP. Another process
-// may still take it before caddy binds it; startCaddy then tries again.
-func freeLoopbackPort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		_ = l.Close()
-		if err == nil {
-			_ = pc.Close()
-			return port
-		}
-	}
-	t.Fatal("no port free for both TCP and UDP on 127.0.0.1")
-	return 0
-}
-
 // startCaddy runs Debian's caddy serving site and returns its https base URL once it
-// answers. caddy is killed when the test ends, and by the kernel if the test binary dies
-// first (Pdeathsig), so no run leaves one behind.
+// answers (caddytest: a free loopback port, killed with the test).
 func startCaddy(t *testing.T, ca *testCA, site, certPath, keyPath string) string {
 	t.Helper()
-	bin, err := exec.LookPath("caddy")
-	if err != nil {
-		t.Fatalf("caddy is not installed (%v): run `make deps`, which installs Debian's caddy package, then rerun the tests", err)
-	}
-	dir := t.TempDir()
-	for try := 1; ; try++ {
-		if base, ok := runCaddy(t, bin, ca, dir, try, site, certPath, keyPath); ok {
-			return base
-		}
-		if try == 3 {
-			t.Fatal("caddy exited three times; see its logs above")
-		}
-	}
-}
-
-// runCaddy starts caddy once on a free port; false means it exited, most likely because
-// another process took the port between our check and its bind.
-func runCaddy(t *testing.T, bin string, ca *testCA, dir string, try int, site, certPath, keyPath string) (string, bool) {
-	t.Helper()
-	port := freeLoopbackPort(t)
-	conf := filepath.Join(dir, fmt.Sprintf("Caddyfile.%d", try))
-	text := fmt.Sprintf(caddyfile, filepath.Join(dir, "storage"), port, certPath, keyPath, site)
-	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	cmd := exec.Command(bin, "run", "--config", conf, "--adapter", "caddyfile")
-	cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + dir,
-		"XDG_CONFIG_HOME=" + filepath.Join(dir, "config"),
-		"XDG_DATA_HOME=" + filepath.Join(dir, "data"),
-	}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting caddy: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("caddy log (try %d):\n%s", try, logs.String())
-		}
-	})
-
-	base := "https://127.0.0.1:" + strconv.Itoa(port)
 	cfg := testConfig(ca, TransportH2)
 	cfg.Retries = -1
 	probe := newTestClient(t, cfg)
 	defer probe.Close()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		_, err := probe.FetchDoc(ctxT(t), base+"/manifest.json", "", 0)
-		if err == nil {
-			return base, true
+	base := func(port int) string { return "https://127.0.0.1:" + strconv.Itoa(port) }
+	port, _ := caddytest.Start(t, 15*time.Second, func(port int, dir string) *exec.Cmd {
+		conf := filepath.Join(dir, "Caddyfile")
+		text := fmt.Sprintf(caddyfile, filepath.Join(dir, "storage"), port, certPath, keyPath, site)
+		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
 		}
-		select {
-		case <-exited:
-			t.Logf("caddy exited on port %d: %v\n%s", port, cmd.ProcessState, logs.String())
-			return "", false
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy did not answer on %s within 15s: %v\n%s", base, err, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return exec.Command("caddy", "run", "--config", conf, "--adapter", "caddyfile")
+	}, func(port int, _ string) error {
+		_, err := probe.FetchDoc(ctxT(t), base(port)+"/manifest.json", "", 0)
+		return err
+	})
+	return base(port)
 }
 
 func TestCaddyServesOverH2AndH3(t *testing.T) {
