@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,16 +16,7 @@ func TestFlashProfileMakesEveryDeviceTakeAtLeastTheFlashTime(t *testing.T) {
 	}
 	p := Plan{Profiles: []link.Profile{prof}, Peers: []peers.Peer{peers.Fotagate{}, peers.FotagateC{}, peers.TCP{}}, Chunks: []int{4096},
 		ImageSize: 64 << 10, Seed: 2, Reps: 1, Timeout: time.Minute}
-	var progress strings.Builder
-	p.Progress = &progress
-	res, err := Run(context.Background(), p)
-	t.Log("\n" + progress.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f := Failures(res); len(f) > 0 {
-		t.Fatal(f)
-	}
+	res := mustRun(t, context.Background(), p)
 	pr := res.Profiles[0]
 	floor := peers.FlashTime(p.ImageSize, 4096)
 	if !pr.Flash || pr.Base != "loopback" || pr.FlashSeconds[4096] != floor.Seconds() {

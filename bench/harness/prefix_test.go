@@ -16,16 +16,7 @@ func TestATinyBudgetStopsTheStopAndWaitDeviceAndMarksItsCell(t *testing.T) {
 	prof := link.Profile{Name: "test-4ms", RTT: 4 * time.Millisecond}
 	p := Plan{Profiles: []link.Profile{prof}, Peers: []peers.Peer{peers.Fotagate{}, peers.CoAP{}}, Chunks: []int{512},
 		ImageSize: 256 << 10, Seed: 3, Reps: 2, Timeout: time.Minute, Link: LinkProxy, PrefixBlocks: 8}
-	var progress strings.Builder
-	p.Progress = &progress
-	res, err := Run(context.Background(), p)
-	t.Log("\n" + progress.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f := Failures(res); len(f) > 0 {
-		t.Fatal(f)
-	}
+	res := mustRun(t, context.Background(), p)
 	const budget = 8 * 512
 	for _, c := range res.Profiles[0].Cells {
 		if len(c.Samples) != p.Reps {

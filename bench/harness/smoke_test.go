@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fotagate/fotagate/bench/report"
 )
 
 // TestMain lets the harness re-execute this test binary as its children.
@@ -19,18 +21,9 @@ func TestMain(m *testing.M) {
 func TestSmokeRunsEveryPeerAndDeliversTheImage(t *testing.T) {
 	p := SmokePlan()
 	p.Command = "go test ./bench/harness"
-	var progress strings.Builder
-	p.Progress = &progress
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	res, err := Run(ctx, p)
-	t.Log("\n" + progress.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f := Failures(res); len(f) > 0 {
-		t.Fatalf("smoke failed:\n%s", strings.Join(f, "\n"))
-	}
+	res := mustRun(t, ctx, p)
 	if len(res.Sweep) != 1 || res.Sweep[0].Held.Sessions != 10 {
 		t.Fatalf("smoke sweep %+v: want one step holding 10 sessions", res.Sweep)
 	}
@@ -73,4 +66,21 @@ func TestSmokeFailsWhenADeviceGetsADifferentImage(t *testing.T) {
 func withServerSeed(p Plan, seed uint64) Plan {
 	p.serverSeed = seed
 	return p
+}
+
+// mustRun runs p with its progress in the test's log and fails the test if the run cannot
+// go on or any cell failed.
+func mustRun(t *testing.T, ctx context.Context, p Plan) *report.Results {
+	t.Helper()
+	var progress strings.Builder
+	p.Progress = &progress
+	res, err := Run(ctx, p)
+	t.Log("\n" + progress.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := Failures(res); len(f) > 0 {
+		t.Fatalf("run failed:\n%s", strings.Join(f, "\n"))
+	}
+	return res
 }
