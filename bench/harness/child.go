@@ -126,17 +126,11 @@ func childServe(args []string, stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *f.cpuprofile != "" {
-		out, err := os.Create(*f.cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer out.Close()
-		if err := pprof.StartCPUProfile(out); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := cpuProfile(*f.cpuprofile)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	var mu sync.Mutex
 	enc := json.NewEncoder(stdout)
 	emit := func(m childMsg) {
@@ -188,4 +182,24 @@ func childFetch(args []string, stdout io.Writer) error {
 		err = ferr
 	}
 	return err
+}
+
+// cpuProfile starts a CPU profile of this process into path (none when path is empty) and
+// returns what stops it and closes the file.
+func cpuProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		out.Close()
+	}, nil
 }

@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -312,17 +311,11 @@ func childGateway(args []string, stdin io.Reader, stdout io.Writer) error {
 	if err := raiseFileLimit(*n); err != nil {
 		return err
 	}
-	if *cpuprofile != "" {
-		out, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer out.Close()
-		if err := pprof.StartCPUProfile(out); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := cpuProfile(*cpuprofile)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	srv, err := peers.NewFleetGateway(Image(*size, *seed), *n)
 	if err != nil {
 		return err
