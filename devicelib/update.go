@@ -66,6 +66,10 @@ func (d *Device) Update(ctx context.Context, conn io.ReadWriter) (res Result, er
 	}
 	res.BootCounter = s.st.BootCounter
 
+	resume, err := s.resumePoint()
+	if err != nil {
+		return res, err
+	}
 	pc := &protocol.DeviceConfig{
 		DeviceID:    d.cfg.ID,
 		PSK:         d.cfg.PSK,
@@ -77,6 +81,7 @@ func (d *Device) Update(ctx context.Context, conn io.ReadWriter) (res Result, er
 		GatewayID:   d.cfg.GatewayID,
 		BootCounter: s.st.BootCounter,
 		Rand:        d.cfg.Rand,
+		Resume:      resume,
 	}
 	dc, err := protocol.NewDeviceConn(conn, pc)
 	clear(pc.PSK[:])
@@ -92,9 +97,17 @@ func (d *Device) Update(ctx context.Context, conn io.ReadWriter) (res Result, er
 		}
 	}
 	switch {
-	case s.prepErr != nil: // Accept went out, but the slot or state could not be prepared
-		s.alert(protocol.CodeFlashError)
+	case s.prepErr != nil: // refused with flash_error: the slot or state could not be prepared
 		return res, s.prepErr
+	case errors.Is(err, protocol.ErrStaleResume):
+		// The gateway streams from our resume offset, but for another image: forget the
+		// resume point, so the next Hello names none and that session starts afresh.
+		s.st.Resume, s.st.Pending = Resume{}, Image{}
+		if perr := s.persist(); perr != nil {
+			return res, perr
+		}
+		res.Outcome = Refused
+		return res, err
 	case err != nil && !s.accepted && offer != nil && offer.Status == protocol.StatusOffer && isPolicy(err):
 		res.Outcome = Refused
 		return res, err
@@ -164,49 +177,61 @@ func (s *session) alert(code byte) {
 	}
 }
 
-// accept is the handshake's resume callback, called once the offer passed the policy check.
-// It decides where the download starts and prepares the slot, hash and state for it.
-func (s *session) accept(m *protocol.Manifest) uint32 {
-	s.accepted = true
-	start, err := s.prepare(m)
-	if err != nil {
-		s.prepErr = err
-		return 0
+// resumePoint is where this device can resume, named in its Hello (PROTOCOL.md 4.1, 9.1):
+// all of a verified image waiting for the reboot, or the durable prefix of a download,
+// backed off to its sector's start when bytes past it may have been written before a cut
+// (writing over them would need an erase, which would take [sector start, D) with it).
+func (s *session) resumePoint() (protocol.ResumePoint, error) {
+	switch {
+	case !s.st.Pending.IsZero():
+		return protocol.ResumePoint{Offset: s.st.Pending.Size, Digest: s.st.Pending.Digest}, nil
+	case s.st.Resume.IsZero() || s.st.Resume.Durable == 0:
+		return protocol.ResumePoint{}, nil
 	}
-	return uint32(start)
+	r := s.st.Resume
+	start, size := int64(r.Durable), int64(r.Size)
+	ss := int64(s.d.cfg.Flash.SectorSize())
+	if start != size && start%WordSize != 0 {
+		start -= start % ss // cannot happen with our own records; be safe anyway
+	}
+	if start < size && start%ss != 0 {
+		clean, err := s.erased(start, min(start-start%ss+ss, s.d.cfg.Flash.Size()))
+		if err != nil {
+			return protocol.ResumePoint{}, fmt.Errorf("%w: checking the slot past the durable offset: %w", protocol.ErrFlash, err)
+		}
+		if !clean {
+			start -= start % ss
+		}
+	}
+	return protocol.ResumePoint{Offset: uint32(start), Digest: r.Digest}, nil
 }
 
-func (s *session) prepare(m *protocol.Manifest) (int64, error) {
+// accept is the handshake's prepare callback, called once the offer passed the policy check
+// with the offset the gateway streams from: the resume point's for the image it named, else
+// 0. It readies the slot, hash and state for it; an error refuses the offer (flash_error).
+func (s *session) accept(m *protocol.Manifest, start uint32) error {
+	s.accepted = true
+	if err := s.prepare(m, int64(start)); err != nil {
+		s.prepErr = err
+		return fmt.Errorf("%w: %w", protocol.ErrFlash, err)
+	}
+	return nil
+}
+
+func (s *session) prepare(m *protocol.Manifest, start int64) error {
 	s.m = *m
 	s.img = Image{Seq: m.Seq, Size: m.Size, Digest: m.Digest}
 	s.size = int64(m.Size)
 	ss := int64(s.d.cfg.Flash.SectorSize())
-	var start int64
 	switch {
-	case s.st.Pending.same(s.img):
+	case start == s.size && s.st.Pending.same(s.img):
 		// Already downloaded and verified, waiting for a reboot: take nothing but the (empty)
 		// Final, verify the slot again and report it, so the gateway learns it is installed.
-		start = s.size
-	case s.st.Resume.same(s.img):
-		start = int64(s.st.Resume.Durable)
-		if start != s.size && start%WordSize != 0 {
-			start -= start % ss // cannot happen with our own records; be safe anyway
-		}
-		if start < s.size && start%ss != 0 {
-			// Bytes past D in D's sector may have been written before the cut; writing over
-			// them needs an erase, which would take [sector start, D) with it.
-			clean, err := s.erased(start, min(start-start%ss+ss, s.d.cfg.Flash.Size()))
-			if err != nil {
-				return 0, fmt.Errorf("%w: checking the slot past the durable offset: %w", protocol.ErrFlash, err)
-			}
-			if !clean {
-				start -= start % ss
-			}
-		}
+	case start > 0: // the resume point's image (the protocol checked the whole digest)
 		if start != int64(s.st.Resume.Durable) || s.st.Resume.Seq != s.img.Seq {
 			s.st.Resume = Resume{Image: s.img, Durable: uint32(start)}
 			if err := s.persist(); err != nil {
-				return 0, err
+				return err
 			}
 		}
 	default:
@@ -215,12 +240,12 @@ func (s *session) prepare(m *protocol.Manifest) (int64, error) {
 		s.st.Resume = Resume{Image: s.img}
 		s.st.Pending = Image{}
 		if err := s.persist(); err != nil {
-			return 0, err
+			return err
 		}
 	}
 	// Never trust the previous session's hash, only the flash below the durable offset.
 	if err := hashFlash(s.d.cfg.Flash, start, s.hash, s.buf[:]); err != nil {
-		return 0, fmt.Errorf("%w: rebuilding the hash of [0, %d): %w", protocol.ErrFlash, start, err)
+		return fmt.Errorf("%w: rebuilding the hash of [0, %d): %w", protocol.ErrFlash, start, err)
 	}
 	s.start, s.pos, s.written, s.durable = start, start, start, start
 	s.erasedTo = start
@@ -228,7 +253,7 @@ func (s *session) prepare(m *protocol.Manifest) (int64, error) {
 		s.erasedTo = start - start%ss + ss // checked erased above
 	}
 	s.nextCommit = (start/s.d.ackEvery + 1) * s.d.ackEvery
-	return start, nil
+	return nil
 }
 
 // erased reports whether flash [from, to) is all Erased.

@@ -226,6 +226,40 @@ func TestOfferOfAnotherImageDiscardsResumeRecord(t *testing.T) {
 	checkSlot(t, s, imgB)
 }
 
+// An offer whose digest begins as the resume record's (the 8 bytes a Hello names it by) but
+// is another image: the gateway streams from the resume offset, which the slot does not hold
+// for that image. The device declines and forgets its record, so the next session starts
+// afresh instead of declining forever.
+func TestOfferSharingTheResumeIDButNotTheDigestIsDeclinedAndForgotten(t *testing.T) {
+	imgA := randomImage(60<<10, 11)
+	mA := testgw.Image(imgA, testClass, 2, nil)
+	gw := testgw.Start(t, protocol.MaxPayload, testKeys())
+	gw.Serve(imgA, mA)
+	s := newSim(t, 1024)
+	durable := cutOnce(t, gw, s, 30<<10)
+	if durable == 0 {
+		t.Fatal("nothing durable: the test needs a resume point")
+	}
+	twin := mA
+	twin.Seq = 3
+	twin.Digest[protocol.DigestSize-1] ^= 1
+	gw.Serve(imgA, twin)
+	res, gs, err := update(t, gw, s.device(t))
+	if !errors.Is(err, protocol.ErrStaleResume) || res.Outcome != devicelib.Refused || gs.Accept == nil || gs.Accept.Code != protocol.CodeDeclined {
+		t.Fatalf("%v %+v accept %+v; want declined for a stale resume point", err, res, gs.Accept)
+	}
+	if st := s.state(t); !st.Resume.IsZero() || !st.Pending.IsZero() {
+		t.Fatalf("resume record %+v, pending %+v survive the refusal", st.Resume, st.Pending)
+	}
+	imgB := randomImage(50<<10, 12)
+	gw.Serve(imgB, testgw.Image(imgB, testClass, 3, nil))
+	res, gs, err = update(t, gw, s.device(t))
+	if err != nil || res.Outcome != devicelib.Installed || gs.Accept.Offset != 0 {
+		t.Fatalf("%v %+v accept %+v", err, res, gs.Accept)
+	}
+	checkSlot(t, s, imgB)
+}
+
 func TestResumeInsideSectorRestartsAtSectorStartWhenRestIsWritten(t *testing.T) {
 	img := randomImage(40<<10, 9)
 	gw := testgw.Start(t, protocol.MaxPayload, testKeys())

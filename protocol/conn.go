@@ -27,11 +27,13 @@ func NewDeviceConn(rw io.ReadWriter, cfg *DeviceConfig) (*DeviceConn, error) {
 	return &DeviceConn{rw: rw, cfg: cfg, hs: hs, buf: make([]byte, FrameBufferSize(cfg.MaxPayload))}, nil
 }
 
-// Handshake sends the Hello, reads the gateway's Offer and answers it. resume returns the
-// durable offset already in flash for an offered manifest (0 to start afresh). It returns
-// the offer and, when an image is offered and passes cfg.Check, leaves a data session ready
-// for Next. A refused offer is answered with its code and returned as the policy error.
-func (c *DeviceConn) Handshake(resume func(*Manifest) uint32) (*Offer, error) {
+// Handshake sends the Hello, reads the gateway's Offer and answers it. When an image is
+// offered and passes cfg.Check, prepare (which may be nil) readies the slot for the stream
+// that starts at start (DeviceHandshake.Start: cfg.Resume.Offset for the image the Hello
+// named, else 0); an error from it refuses the offer with its code. It returns the offer and,
+// when taken, leaves a data session ready for Next. A refused offer is answered with its code
+// and returned as the error.
+func (c *DeviceConn) Handshake(prepare func(m *Manifest, start uint32) error) (*Offer, error) {
 	if _, err := c.rw.Write(c.hs.Hello()); err != nil {
 		return nil, fmt.Errorf("sending Hello: %w", err)
 	}
@@ -44,12 +46,15 @@ func (c *DeviceConn) Handshake(resume func(*Manifest) uint32) (*Offer, error) {
 		return nil, err
 	}
 	code, offset := byte(CodeDeclined), uint32(0)
-	var policy error
+	var refusal error
 	if offer.Status == StatusOffer {
-		if policy = c.cfg.Check(offer.Manifest); policy != nil {
-			code = CodeFor(policy)
-		} else {
-			code, offset = CodeOK, resume(offer.Manifest)
+		refusal = c.cfg.Check(offer.Manifest)
+		if refusal == nil && prepare != nil {
+			refusal = prepare(offer.Manifest, c.hs.Start())
+		}
+		code = CodeFor(refusal)
+		if refusal == nil {
+			code, offset = CodeOK, c.hs.Start()
 		}
 	}
 	out, sess, err := c.hs.AppendAccept(c.out[:0], code, offset)
@@ -60,7 +65,7 @@ func (c *DeviceConn) Handshake(resume func(*Manifest) uint32) (*Offer, error) {
 		return offer, fmt.Errorf("sending Accept: %w", err)
 	}
 	c.sess = sess
-	return offer, policy
+	return offer, refusal
 }
 
 // Session is the data session after an accepted offer, nil otherwise.
@@ -123,42 +128,63 @@ func NewGatewayConn(rw io.ReadWriter, cfg *GatewayConfig) *GatewayConn {
 	return &GatewayConn{rw: rw, hs: NewGatewayHandshake(cfg)}
 }
 
-// Handshake reads the Hello, asks offerFor what to offer this device, sends the Offer and
-// reads the Accept. A Hello that fails is answered with a Reject: one code for unknown
-// device and wrong key alike. The returned Hello is set whenever one parsed, so callers can
-// log the device ID of a failure.
-func (c *GatewayConn) Handshake(lookup KeyLookup, offerFor func(*Hello) (*Offer, error)) (*Hello, *Accept, error) {
+// Offer reads the Hello, asks offerFor what to offer this device and sends the Offer. A
+// Hello that fails is answered with a Reject: one code for unknown device and wrong key
+// alike. The returned Hello is set whenever one parsed, so callers can log the device ID of a
+// failure. When an image is offered, Session holds its stream from then on: StreamWith sends
+// the first frames at once, behind the Offer, and reads the Accept itself; otherwise (or to
+// wait for the Accept first) call ReadAccept.
+func (c *GatewayConn) Offer(lookup KeyLookup, offerFor func(*Hello) (*Offer, error)) (*Hello, error) {
 	frame, err := ReadFrame(c.rw, c.buf[:], MaxHelloBody)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading Hello: %w", eofIsTruncated(err))
+		return nil, fmt.Errorf("reading Hello: %w", eofIsTruncated(err))
 	}
 	hello, err := c.hs.ReadHello(frame, lookup)
 	if err != nil {
 		c.rw.Write(AppendReject(c.out[:0], CodeFor(err))) //nolint:errcheck // best effort before closing
-		return hello, nil, err
+		return hello, err
 	}
 	offer, err := offerFor(hello)
 	if err != nil {
 		c.rw.Write(AppendReject(c.out[:0], CodeUnavailable)) //nolint:errcheck // best effort
-		return hello, nil, err
+		return hello, err
 	}
 	out, err := c.hs.AppendOffer(c.out[:0], offer)
 	if err != nil {
-		return hello, nil, err
+		return hello, err
 	}
 	if _, err := c.rw.Write(out); err != nil {
-		return hello, nil, fmt.Errorf("sending Offer: %w", err)
+		return hello, fmt.Errorf("sending Offer: %w", err)
 	}
-	frame, err = ReadFrame(c.rw, c.buf[:], AcceptBody)
+	c.sess = c.hs.Session()
+	return hello, nil
+}
+
+// ReadAccept reads and opens the device's answer to the Offer (GatewayHandshake.ReadAccept).
+// After it, Session is nil unless the device took the offered image.
+func (c *GatewayConn) ReadAccept() (*Accept, error) {
+	frame, err := ReadFrame(c.rw, c.buf[:], AcceptBody)
 	if err != nil {
-		return hello, nil, fmt.Errorf("reading Accept: %w", eofIsTruncated(err))
+		c.sess = nil
+		return nil, fmt.Errorf("reading Accept: %w", eofIsTruncated(err))
 	}
 	accept, sess, err := c.hs.ReadAccept(frame)
 	c.sess = sess
+	return accept, err
+}
+
+// Handshake is Offer, then ReadAccept: the whole handshake before any image byte.
+func (c *GatewayConn) Handshake(lookup KeyLookup, offerFor func(*Hello) (*Offer, error)) (*Hello, *Accept, error) {
+	hello, err := c.Offer(lookup, offerFor)
+	if err != nil {
+		return hello, nil, err
+	}
+	accept, err := c.ReadAccept()
 	return hello, accept, err
 }
 
-// Session is the data session after an accepted offer, nil otherwise.
+// Session is the data session of the offered image: from Offer on, not yet accepted; after
+// ReadAccept, only if the device took it.
 func (c *GatewayConn) Session() *GatewaySession { return c.sess }
 
 // FinalWatcher is a stream that wants to know when the Final is out; Stream calls
@@ -190,9 +216,11 @@ type WriteBuffers interface {
 	// previous write (nil at first). Its length, which must hold one frame, is what Stream
 	// fills at most.
 	Next(last []byte) []byte
-	// Release takes back last once Stream needs no more: right after the Final is written,
-	// before the wait for the Report, or when Stream ends early. A gateway holding many
-	// devices at their Report (each verifying what it flashed) then holds no write buffers.
+	// Release takes back last while Stream needs none: before it waits for the Accept (the
+	// early frames are out), right after the Final is written, before the wait for the
+	// Report, or when Stream ends early. A gateway holding many devices at their Accept or
+	// their Report (each verifying what it flashed) then holds no write buffers. Next may
+	// follow a Release; Release(nil) after one must be harmless.
 	Release(last []byte)
 }
 
@@ -202,16 +230,33 @@ type oneBuffer []byte
 func (b oneBuffer) Next([]byte) []byte { return b }
 func (oneBuffer) Release([]byte)       {}
 
-// StreamWith is Stream with a write buffer from bufs for each write. It calls bufs.Release
-// exactly once, whenever it has called bufs.Next.
+// AcceptWatcher is a stream that wants to know when the device's ok Accept has been opened,
+// as FinalWatcher for the Final: StreamWith calls AcceptOpened from its reader. The gateway
+// server lets Acks gather in the kernel only from then on, since the Accept must get
+// through alone.
+type AcceptWatcher interface {
+	AcceptOpened()
+}
+
+// StreamWith is Stream with a write buffer from bufs for each write. Whenever it has called
+// bufs.Next, it ends having called bufs.Release after the last Next.
+//
+// On a session not yet accepted (Offer without ReadAccept) it sends the early frames at once
+// and reads the Accept first: onAck gets it as a DeviceMessage of type TypeAccept before any
+// Ack, and the frames past the early window wait for it. A refusal ends the stream with that
+// message and an authenticated *PeerError.
 func (c *GatewayConn) StreamWith(img io.ReaderAt, bufs WriteBuffers, onAck func(DeviceMessage)) (DeviceMessage, error) {
 	s := c.sess
 	if s == nil {
 		return DeviceMessage{}, fmt.Errorf("%w: no data session", ErrUnexpectedMessage)
 	}
 	done := make(chan streamResult, 1)
-	go c.readDevice(onAck, done)
-	r, early := c.sendImage(img, bufs, done)
+	var accepted chan struct{}
+	if !s.Accepted() {
+		accepted = make(chan struct{})
+	}
+	go c.readDevice(onAck, accepted, done)
+	r, early := c.sendImage(img, bufs, accepted, done)
 	if !early {
 		r = <-done
 	}
@@ -224,14 +269,24 @@ type streamResult struct {
 }
 
 // sendImage writes the frames from the session's offset through the Final, with a buffer
-// from bufs for each write, which it releases before it returns. It returns early (true) with
-// the reader's result when the device spoke first (an Alert, a broken stream) or with an
-// error of its own.
-func (c *GatewayConn) sendImage(img io.ReaderAt, bufs WriteBuffers, done <-chan streamResult) (r streamResult, early bool) {
+// from bufs for each write, which it releases before it returns. Past the early window it
+// waits for accepted to close (a nil channel means accepted already). It returns early (true)
+// with the reader's result when the device spoke first (a refusal, an Alert, a broken stream)
+// or with an error of its own.
+func (c *GatewayConn) sendImage(img io.ReaderAt, bufs WriteBuffers, accepted <-chan struct{}, done <-chan streamResult) (r streamResult, early bool) {
 	s := c.sess
 	var wbuf []byte
 	defer func() { bufs.Release(wbuf) }()
 	for !s.Done() {
+		if !s.MayAppend() {
+			bufs.Release(wbuf) // a device may take long to answer: hold nothing meanwhile
+			wbuf = nil
+			select {
+			case <-accepted:
+			case r := <-done: // a refusal, or the connection ended before the Accept
+				return r, true
+			}
+		}
 		if wbuf = bufs.Next(wbuf); len(wbuf) < s.NextFrameSize() {
 			return streamResult{err: fmt.Errorf("protocol: write buffer of %d bytes cannot hold a %d-byte chunk", len(wbuf), s.m.Chunk)}, true
 		}
@@ -261,7 +316,7 @@ func (c *GatewayConn) sendImage(img io.ReaderAt, bufs WriteBuffers, done <-chan 
 func (c *GatewayConn) fill(img io.ReaderAt, wbuf []byte) ([]byte, error) {
 	s := c.sess
 	next := s.next
-	k, payload := s.framesThatFit(next, len(wbuf))
+	k, payload := s.framesThatFit(next, len(wbuf), !s.Accepted())
 	// The payloads go to the end of wbuf in one read; AppendFrame then moves each forward into
 	// its frame. Frame i starts at least 19*(k-i) bytes before its payload's staged copy, so a
 	// frame never overwrites a payload still to be moved (see stagedImage).
@@ -283,7 +338,8 @@ func (c *GatewayConn) fill(img io.ReaderAt, wbuf []byte) ([]byte, error) {
 
 // readDevice reads the device's frames during the stream, as many per read as have arrived,
 // until its Report, an error or the end of the connection, and passes the result on done.
-func (c *GatewayConn) readDevice(onAck func(DeviceMessage), done chan<- streamResult) {
+// With accepted set, the first frame must be the Accept; accepted is closed once it is ok.
+func (c *GatewayConn) readDevice(onAck func(DeviceMessage), accepted chan<- struct{}, done chan<- streamResult) {
 	s := c.sess
 	buf := c.out[:] // the Offer is long sent
 	have := 0
@@ -293,15 +349,32 @@ func (c *GatewayConn) readDevice(onAck func(DeviceMessage), done chan<- streamRe
 		at := 0
 		for have-at >= HeaderSize { // every whole frame read so far, in order
 			body := int(binary.BigEndian.Uint16(buf[at+1 : at+3]))
-			if body > ReportBody {
-				done <- streamResult{err: fmt.Errorf("%w: %s body of %d bytes, limit %d", ErrFrameTooLarge, TypeName(buf[at]), body, ReportBody)}
+			if body > max(ReportBody, AcceptBody) {
+				done <- streamResult{err: fmt.Errorf("%w: %s body of %d bytes, limit %d", ErrFrameTooLarge, TypeName(buf[at]), body, max(ReportBody, AcceptBody))}
 				return
 			}
 			if have-at < HeaderSize+body {
 				break
 			}
-			msg, ferr := s.ReadDeviceFrame(buf[at : at+HeaderSize+body])
+			frame := buf[at : at+HeaderSize+body]
 			at += HeaderSize + body
+			if accepted != nil {
+				msg, ferr := c.openAccept(frame)
+				if ferr != nil {
+					done <- streamResult{msg, ferr}
+					return
+				}
+				close(accepted)
+				accepted = nil
+				if aw, ok := c.rw.(AcceptWatcher); ok {
+					aw.AcceptOpened()
+				}
+				if onAck != nil {
+					onAck(msg)
+				}
+				continue
+			}
+			msg, ferr := s.ReadDeviceFrame(frame)
 			if ferr != nil || msg.Type == TypeReport {
 				done <- streamResult{msg, ferr}
 				return
@@ -321,13 +394,26 @@ func (c *GatewayConn) readDevice(onAck func(DeviceMessage), done chan<- streamRe
 	}
 }
 
+// openAccept opens the Accept of a session streaming ahead of it: ok for the session's
+// start, or a refusal, returned as the message and its error.
+func (c *GatewayConn) openAccept(frame []byte) (DeviceMessage, error) {
+	if frame[0] != TypeAccept {
+		return DeviceMessage{}, fmt.Errorf("%w: %s before the Accept", ErrUnexpectedMessage, TypeName(frame[0]))
+	}
+	a, _, err := c.hs.ReadAccept(frame)
+	if a == nil {
+		return DeviceMessage{}, err
+	}
+	return DeviceMessage{Type: TypeAccept, Offset: a.Offset, Code: a.Code}, err
+}
+
 // framesThatFit counts the frames from offset next on that fit in size bytes (at least one)
-// and the payload bytes they carry.
-func (s *GatewaySession) framesThatFit(next uint32, size int) (frames, payload int) {
+// and the payload bytes they carry; with early, only those inside the early window.
+func (s *GatewaySession) framesThatFit(next uint32, size int, early bool) (frames, payload int) {
 	used := 0
 	for rem := s.m.Size - next; ; {
 		p := int(min(rem, uint32(s.m.Chunk)))
-		if frames > 0 && used+HeaderSize+p+TagSize > size {
+		if frames > 0 && (used+HeaderSize+p+TagSize > size || early && next+uint32(payload) >= s.early) {
 			return frames, payload
 		}
 		used += HeaderSize + p + TagSize

@@ -53,10 +53,12 @@ func serveOnce(t *testing.T, ln net.Listener, gc *protocol.GatewayConfig, img []
 		}
 		gconn := protocol.NewGatewayConn(rw, gc)
 		m := manifestFor(img, 2)
-		_, acc, err := gconn.Handshake(lookupOne("dev-1", testPSK), func(*protocol.Hello) (*protocol.Offer, error) {
+		// As the gateway server does: the first frames go out behind the Offer, and Stream
+		// reads the Accept.
+		_, err = gconn.Offer(lookupOne("dev-1", testPSK), func(*protocol.Hello) (*protocol.Offer, error) {
 			return &protocol.Offer{Status: protocol.StatusOffer, Manifest: m}, nil
 		})
-		if err != nil || acc.Code != protocol.CodeOK {
+		if err != nil {
 			done <- err
 			return
 		}
@@ -69,9 +71,9 @@ func serveOnce(t *testing.T, ln net.Listener, gc *protocol.GatewayConfig, img []
 	return done
 }
 
-// download runs the device role against addr into flash, resuming from *durable, acking
-// every 4 KiB. It verifies the digest before reporting success.
-func download(t *testing.T, addr string, maxPayload int, flash []byte, durable *uint32, boot uint32) error {
+// download runs the device role against addr into flash, resuming from *rp (which it keeps
+// up to date), acking every 4 KiB. It verifies the digest before reporting success.
+func download(t *testing.T, addr string, maxPayload int, flash []byte, rp *protocol.ResumePoint, boot uint32) error {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		return err
@@ -81,14 +83,22 @@ func download(t *testing.T, addr string, maxPayload int, flash []byte, durable *
 	cfg := deviceConfig(maxPayload)
 	cfg.BootCounter = boot
 	cfg.Rand = newSeeded(byte(boot))
+	cfg.Resume = *rp
 	dconn, err := protocol.NewDeviceConn(c, cfg)
 	if err != nil {
 		return err
 	}
-	offer, err := dconn.Handshake(func(*protocol.Manifest) uint32 { return *durable })
+	offer, err := dconn.Handshake(func(m *protocol.Manifest, start uint32) error {
+		if start != rp.Offset || m.Digest != rp.Digest && start != 0 {
+			t.Errorf("stream starts at %d; the device holds %d bytes of %x", start, rp.Offset, rp.Digest[:8])
+		}
+		rp.Digest = m.Digest
+		return nil
+	})
 	if err != nil {
 		return err
 	}
+	durable := &rp.Offset
 	lastAck := *durable
 	for {
 		p, off, final, err := dconn.Next()
@@ -129,8 +139,8 @@ func TestLoopbackTransferOneMiB(t *testing.T) {
 		ln := listen(t)
 		done := serveOnce(t, ln, gatewayConfig(t, 4096), img, 0)
 		flash := make([]byte, len(img))
-		var durable uint32
-		if err := download(t, ln.Addr().String(), chunk, flash, &durable, 1); err != nil {
+		var rp protocol.ResumePoint
+		if err := download(t, ln.Addr().String(), chunk, flash, &rp, 1); err != nil {
 			t.Fatalf("chunk %d: device: %v", chunk, err)
 		}
 		if err := <-done; err != nil {
@@ -147,7 +157,8 @@ func TestLoopbackCutsResumeToIdenticalImage(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, chunk := range []int{64, 1024, 4096} {
 		flash := make([]byte, len(img))
-		var durable uint32
+		var rp protocol.ResumePoint
+		durable := &rp.Offset
 		cuts := 0
 		for attempt := uint32(1); ; attempt++ {
 			if attempt > 20 {
@@ -156,11 +167,11 @@ func TestLoopbackCutsResumeToIdenticalImage(t *testing.T) {
 			ln := listen(t)
 			cut := int64(0)
 			if attempt <= 3 { // three cuts at random points of what is left, then finish
-				cut = 200 + rng.Int64N(int64(len(img))-int64(durable))/2
+				cut = 200 + rng.Int64N(int64(len(img))-int64(*durable))/2
 			}
 			done := serveOnce(t, ln, gatewayConfig(t, 4096), img, cut)
-			before := durable
-			err := download(t, ln.Addr().String(), chunk, flash, &durable, attempt)
+			before := *durable
+			err := download(t, ln.Addr().String(), chunk, flash, &rp, attempt)
 			gerr := <-done
 			if err == nil {
 				if gerr != nil {
@@ -171,8 +182,8 @@ func TestLoopbackCutsResumeToIdenticalImage(t *testing.T) {
 			if !errors.Is(err, protocol.ErrTruncated) && !errors.Is(err, io.EOF) && !isNetErr(err) {
 				t.Fatalf("chunk %d attempt %d: unexpected device error %v", chunk, attempt, err)
 			}
-			if durable < before {
-				t.Fatalf("durable offset went back from %d to %d", before, durable)
+			if *durable < before {
+				t.Fatalf("durable offset went back from %d to %d", before, *durable)
 			}
 			cuts++
 		}
@@ -195,9 +206,9 @@ func TestStreamTakesAReportThatArrivesRightAfterTheFinal(t *testing.T) {
 	for i := range 40 {
 		ln := listen(t)
 		done := serveOnce(t, ln, gatewayConfig(t, 4096), img, 0)
-		var durable uint32
+		var rp protocol.ResumePoint
 		flash := make([]byte, len(img))
-		if err := download(t, ln.Addr().String(), 1024, flash, &durable, uint32(i+1)); err != nil {
+		if err := download(t, ln.Addr().String(), 1024, flash, &rp, uint32(i+1)); err != nil {
 			t.Fatalf("run %d: device: %v", i, err)
 		}
 		if err := <-done; err != nil {

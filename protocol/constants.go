@@ -53,8 +53,9 @@ const DataOverhead = HeaderSize + TagSize
 
 // Body sizes of the handshake messages (PROTOCOL.md 4).
 const (
-	// Hello: version | suite | id_len | id | Nd | running_seq u32 | max_payload u16 | mac1
-	helloFixed   = 1 + 1 + 1 + NonceSize + 4 + 2 + MACSize
+	// Hello: version | suite | id_len | id | Nd | running_seq u32 | max_payload u16 |
+	// resume_offset u32 | resume_id [8] | mac1
+	helloFixed   = 1 + 1 + 1 + NonceSize + 4 + 2 + 4 + ResumeIDSize + MACSize
 	MaxHelloBody = helloFixed + MaxIDLen
 	MinHelloBody = helloFixed + 1
 
@@ -79,6 +80,21 @@ const (
 	AlertBody   = alertPlain + TagSize
 	RejectBody  = 1
 )
+
+// ResumeIDSize is how much of the SHA-256 of the image it holds part of a device names in its
+// Hello (PROTOCOL.md 4.1): enough for the gateway to tell whether the image it offers is that
+// one, so it can start streaming from the resume offset before the Accept. A false match only
+// costs a session: the device checks the whole digest (9.1).
+const ResumeIDSize = 8
+
+// EarlyPayload is how many image bytes the gateway may send behind the Offer before it has
+// opened the Accept (PROTOCOL.md 4.4): whole frames only, at least one. It puts the first
+// image byte one round trip after the Hello instead of two, and bounds what a replayed Hello
+// makes the gateway send (sealed under fresh keys nobody but the device can derive).
+const EarlyPayload = 16384
+
+// EarlyFrames is how many frames the gateway may send before the Accept at a given chunk.
+func EarlyFrames(chunk int) int { return max(1, EarlyPayload/chunk) }
 
 // FrameBufferSize is the one receive buffer a device needs for a given maximum payload: it
 // must hold the largest Offer as well as the largest data frame (PROTOCOL.md 3.3).

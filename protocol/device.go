@@ -25,7 +25,24 @@ type DeviceConfig struct {
 	// it goes into Nd so keys stay fresh even if Rand repeats after a reboot.
 	BootCounter uint32
 	Rand        io.Reader
+	// Resume is the image the update slot holds the first Resume.Offset durable bytes of
+	// (PROTOCOL.md 9.1); zero when there is none. The Hello names it, and an Offer of that
+	// image streams from there.
+	Resume ResumePoint
 }
+
+// ResumePoint is where a device can resume a download: the SHA-256 of the image and how many
+// of its bytes are durable in the slot.
+type ResumePoint struct {
+	Offset uint32
+	Digest [DigestSize]byte
+}
+
+// ErrStaleResume is the device's refusal of an offer whose digest begins as the resume
+// point's but is another image (a 2^-64 accident, or a gateway's lie): the gateway already
+// streams from the resume offset, which the slot does not hold for this image. The device
+// answers declined, and must forget its resume point so the next session starts afresh.
+var ErrStaleResume = fmt.Errorf("%w: offered image shares the resume point's ID, not its digest", ErrDeclined)
 
 func (c *DeviceConfig) check() error {
 	if err := CheckDeviceID(c.DeviceID); err != nil {
@@ -62,8 +79,10 @@ type DeviceHandshake struct {
 	state      int
 	helloFrame [HeaderSize + MaxHelloBody]byte
 	helloLen   int
+	hello      Hello
 	th2        [DigestSize]byte
 	offer      *Offer
+	start      uint32
 	send, recv *halfConn
 }
 
@@ -74,12 +93,17 @@ func NewDeviceHandshake(cfg *DeviceConfig) (*DeviceHandshake, error) {
 		return nil, err
 	}
 	h := &DeviceHandshake{cfg: *cfg}
-	m := Hello{
+	m := &h.hello
+	*m = Hello{
 		Version:    Version1,
 		Suite:      SuiteChaChaPoly,
 		DeviceID:   cfg.DeviceID,
 		Running:    cfg.Running,
 		MaxPayload: uint16(cfg.MaxPayload),
+	}
+	if cfg.Resume.Offset > 0 {
+		m.ResumeOffset = cfg.Resume.Offset
+		m.ResumeID = cfg.Resume.id()
 	}
 	if _, err := io.ReadFull(cfg.Rand, m.Nd[:NonceSize-4]); err != nil {
 		return nil, fmt.Errorf("protocol: device nonce: %w", err)
@@ -156,9 +180,17 @@ func (h *DeviceHandshake) ReadOffer(frame []byte) (*Offer, error) {
 	}
 	o.GatewayID = gatewayID
 	h.offer, h.send, h.recv = o, send, recv
+	if o.Status == StatusOffer {
+		h.start = ResumeStart(&h.hello, o.Manifest)
+	}
 	h.state = devReadOffer
 	return o, nil
 }
+
+// Start is where the offered image streams from, as the gateway computed it from the Hello
+// (ResumeStart): the device's resume offset for the image it named, else 0. An ok Accept
+// must ask for exactly this offset.
+func (h *DeviceHandshake) Start() uint32 { return h.start }
 
 // Check applies the device's policy to an offered manifest (PROTOCOL.md 8.1): the class must
 // be the device's, the sequence higher than the running one, the size within the slot, the
@@ -178,13 +210,15 @@ func (c *DeviceConfig) Check(m *Manifest) error {
 		return fmt.Errorf("%w: chunk %d over the announced %d", ErrBadChunk, m.Chunk, c.MaxPayload)
 	case len(c.VendorKeys) > 0 && !m.VerifySignature(c.VendorKeys):
 		return fmt.Errorf("%w: image %x", ErrBadSignature, m.Digest[:8])
+	case resumeStart(c.Resume.Offset, c.Resume.id(), m) > 0 && m.Digest != c.Resume.Digest:
+		return fmt.Errorf("%w: image %x", ErrStaleResume, m.Digest[:8])
 	}
 	return nil
 }
 
-// AppendAccept appends the Accept frame: code CodeOK with the offset to resume from (0 for a
-// fresh download, the durable offset otherwise) takes the offer; any other code ends the
-// session. It returns the data session when the offer was taken.
+// AppendAccept appends the Accept frame: code CodeOK with offset Start (where the gateway
+// already streams from: the resume point for the image the Hello named, else 0) takes the
+// offer; any other code, with offset 0, ends the session. It returns the data session when the offer was taken.
 func (h *DeviceHandshake) AppendAccept(dst []byte, code byte, offset uint32) ([]byte, *DeviceSession, error) {
 	if h.state != devReadOffer {
 		return dst, nil, fmt.Errorf("%w: Accept before an Offer", ErrUnexpectedMessage)
@@ -193,8 +227,8 @@ func (h *DeviceHandshake) AppendAccept(dst []byte, code byte, offset uint32) ([]
 	if code == CodeOK && !taken {
 		return dst, nil, fmt.Errorf("protocol: cannot accept an offer with status %d", h.offer.Status)
 	}
-	if taken && offset > h.offer.Manifest.Size {
-		return dst, nil, fmt.Errorf("protocol: resume offset %d past image size %d", offset, h.offer.Manifest.Size)
+	if taken && offset != h.start {
+		return dst, nil, fmt.Errorf("protocol: accepting at offset %d, but the gateway streams from %d (Start)", offset, h.start)
 	}
 	var plain [acceptPlain]byte
 	plain[0] = code

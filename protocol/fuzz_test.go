@@ -58,6 +58,8 @@ type vecSession struct {
 	BootCounter       uint32   `json:"boot_counter"`
 	NdRandom          hexBytes `json:"nd_random"`
 	Ng                hexBytes `json:"ng"`
+	ResumeOffset      uint32   `json:"resume_offset"`
+	ResumeDigest      hexBytes `json:"resume_sha256"`
 	Offer             struct {
 		Status     byte     `json:"status"`
 		Seq        uint32   `json:"seq"`
@@ -152,10 +154,14 @@ func (s *vecSession) lookup(id string) (psk [protocol.KeySize]byte, ok bool) {
 }
 
 func (s *vecSession) deviceConfig() *protocol.DeviceConfig {
-	return &protocol.DeviceConfig{
+	c := &protocol.DeviceConfig{
 		DeviceID: s.DeviceID, PSK: [protocol.KeySize]byte(s.PSK), Class: s.Class, Running: s.Running,
 		MaxPayload: s.MaxPayload, BootCounter: s.BootCounter, Rand: bytes.NewReader(s.NdRandom),
 	}
+	if s.ResumeOffset > 0 {
+		c.Resume = protocol.ResumePoint{Offset: s.ResumeOffset, Digest: [protocol.DigestSize]byte(s.ResumeDigest)}
+	}
+	return c
 }
 
 // gatewayConfig draws an all-zero dummy key and then the session's Ng, as the generator did.
@@ -478,8 +484,15 @@ func FuzzDeviceOfferPlaintext(f *testing.F) {
 		}
 		if o.Status == protocol.StatusOffer {
 			_ = s.deviceConfig().Check(o.Manifest)
-			_, ds, err := dh.AppendAccept(nil, protocol.CodeOK, o.Manifest.Size)
-			if err != nil || ds == nil || *ds.Manifest() != *o.Manifest || ds.Offset() != o.Manifest.Size {
+			start := dh.Start()
+			if start != 0 && (start != s.ResumeOffset || start > o.Manifest.Size) {
+				t.Fatalf("stream would start at %d: the device resumes from %d of %d bytes", start, s.ResumeOffset, o.Manifest.Size)
+			}
+			if _, _, err := dh.AppendAccept(nil, protocol.CodeOK, start+1); err == nil {
+				t.Fatal("took the offer at an offset the gateway does not stream from")
+			}
+			_, ds, err := dh.AppendAccept(nil, protocol.CodeOK, start)
+			if err != nil || ds == nil || *ds.Manifest() != *o.Manifest || ds.Offset() != start {
 				t.Fatalf("cannot take the offer: %v", err)
 			}
 			return

@@ -65,6 +65,7 @@ type GatewayHandshake struct {
 	offer      Offer
 	manifest   Manifest
 	send, recv *halfConn
+	sess       *GatewaySession // from the Offer of an image on; accepted by ReadAccept
 }
 
 // NewGatewayHandshake starts the gateway side of one session.
@@ -167,8 +168,20 @@ func (g *GatewayHandshake) AppendOffer(dst []byte, o *Offer) ([]byte, error) {
 	}
 	g.th2 = confirmHash(&th, dst[sealedAt:])
 	g.state = gwSentOffer
+	if g.offer.Status == StatusOffer {
+		start := ResumeStart(&g.hello, &g.manifest)
+		g.sess = &GatewaySession{send: g.send, recv: g.recv, m: g.manifest, start: start, next: start,
+			early: start + uint32(EarlyFrames(int(g.manifest.Chunk))*int(g.manifest.Chunk))}
+		g.sess.sent.Store(start)
+		g.sess.acked.Store(start)
+	}
 	return dst, nil
 }
+
+// Session is the data session of an offered image from the Offer on. Until ReadAccept has
+// opened the device's ok Accept it produces only the first EarlyFrames frames
+// (PROTOCOL.md 4.4), from ResumeStart.
+func (g *GatewayHandshake) Session() *GatewaySession { return g.sess }
 
 // Accept is the device's answer to an Offer.
 type Accept struct {
@@ -210,13 +223,11 @@ func (g *GatewayHandshake) ReadAccept(frame []byte) (*Accept, *GatewaySession, e
 	if a.Code != CodeOK {
 		return a, nil, &PeerError{Code: a.Code, Authenticated: true}
 	}
-	if a.Offset > g.manifest.Size {
-		return a, nil, fmt.Errorf("%w: resume offset %d past image size %d", ErrMalformed, a.Offset, g.manifest.Size)
+	if a.Offset != g.sess.start {
+		return a, nil, fmt.Errorf("%w: Accept asks for offset %d, the Hello's resume point gives %d", ErrMalformed, a.Offset, g.sess.start)
 	}
-	s := &GatewaySession{send: g.send, recv: g.recv, m: g.manifest, start: a.Offset, next: a.Offset}
-	s.sent.Store(a.Offset)
-	s.acked.Store(a.Offset)
-	return a, s, nil
+	g.sess.accepted.Store(true)
+	return a, g.sess, nil
 }
 
 // Hello returns the device's Hello once ReadHello accepted it.
@@ -237,6 +248,8 @@ type GatewaySession struct {
 	send, recv *halfConn
 	m          Manifest
 	start      uint32
+	early      uint32 // before the Accept, no frame may start at or past this offset
+	accepted   atomic.Bool
 	next       uint32 // sender-owned: offset of the next payload byte to send
 	finalSent  bool
 	sent       atomic.Uint32 // bytes below this offset have been sealed
@@ -253,6 +266,18 @@ func (s *GatewaySession) Start() uint32 { return s.start }
 // Done reports whether the Final frame has been produced.
 func (s *GatewaySession) Done() bool { return s.finalSent }
 
+// Accepted reports whether the device's ok Accept has been opened.
+func (s *GatewaySession) Accepted() bool { return s.accepted.Load() }
+
+// MayAppend reports whether AppendFrame may produce the next frame now: after the Final,
+// never; before the Accept, only the first EarlyFrames (PROTOCOL.md 4.4).
+func (s *GatewaySession) MayAppend() bool {
+	return !s.finalSent && (s.next < s.early || s.accepted.Load())
+}
+
+// Sent is the offset below which every byte has been sealed into a frame.
+func (s *GatewaySession) Sent() uint32 { return s.sent.Load() }
+
 // Acked is the highest durable offset the device has acknowledged.
 func (s *GatewaySession) Acked() uint32 { return s.acked.Load() }
 
@@ -266,6 +291,9 @@ func (s *GatewaySession) NextFrameSize() int {
 func (s *GatewaySession) AppendFrame(dst []byte, img io.ReaderAt) ([]byte, error) {
 	if s.finalSent {
 		return dst, fmt.Errorf("%w: nothing left after the Final", ErrUnexpectedMessage)
+	}
+	if !s.MayAppend() {
+		return dst, errors.New("protocol: frame past the early window before the device's Accept")
 	}
 	off := s.next
 	n := min(s.m.Size-off, uint32(s.m.Chunk))

@@ -55,7 +55,9 @@ func TestGatewayRejectsBadHellos(t *testing.T) {
 		{"length field lies", mod(func(b []byte) []byte { b[2]++; return b }), protocol.ErrMalformed},
 		{"truncated", good[:20], protocol.ErrMalformed},
 		{"not a hello", mod(func(b []byte) []byte { b[0] = protocol.TypeData; return b }), protocol.ErrUnexpectedMessage},
-		{"payload below minimum", mod(func(b []byte) []byte { b[len(b)-17] = 10; b[len(b)-18] = 0; return b }), protocol.ErrBadChunk},
+		// max_payload sits before resume_offset (4), resume_id (8) and mac1 (16)
+		{"payload below minimum", mod(func(b []byte) []byte { b[len(b)-29] = 10; b[len(b)-30] = 0; return b }), protocol.ErrBadChunk},
+		{"flipped resume offset", mod(func(b []byte) []byte { b[len(b)-25] ^= 1; return b }), protocol.ErrAuthFailed},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -8,19 +8,38 @@ import (
 // Hello is the device's first message (PROTOCOL.md 4.1), sent in the clear:
 //
 //	version u8 | suite u8 | id_len u8 | device ID | Nd [16] | running_seq u32 |
-//	max_payload u16 | mac1 [16]
+//	max_payload u16 | resume_offset u32 | resume_id [8] | mac1 [16]
 //
 // mac1 proves (replayably) that the sender holds the device's key, so the gateway can drop
-// garbage before spending anything on it; freshness comes from the Accept.
+// garbage before spending anything on it; freshness comes from the Accept. The resume point
+// lets the gateway start the stream right behind the Offer (ResumeStart).
 type Hello struct {
-	Version    byte
-	Suite      byte
-	DeviceID   string
-	Nd         [NonceSize]byte
-	Running    uint32 // sequence number of the image the device runs
-	MaxPayload uint16 // largest data-frame payload the device accepts
-	MAC1       [MACSize]byte
+	Version      byte
+	Suite        byte
+	DeviceID     string
+	Nd           [NonceSize]byte
+	Running      uint32 // sequence number of the image the device runs
+	MaxPayload   uint16 // largest data-frame payload the device accepts
+	ResumeOffset uint32 // bytes of the image named by ResumeID already durable; 0: none
+	ResumeID     [ResumeIDSize]byte
+	MAC1         [MACSize]byte
 }
+
+// ResumeStart is the offset a session streams from (PROTOCOL.md 4.1): the Hello's resume
+// offset when the offered image is the one the device named and the offset lies within it,
+// otherwise 0. Gateway and device both compute it, so the gateway need not wait for the
+// Accept to know where to start.
+func ResumeStart(h *Hello, m *Manifest) uint32 { return resumeStart(h.ResumeOffset, h.ResumeID, m) }
+
+func resumeStart(offset uint32, id [ResumeIDSize]byte, m *Manifest) uint32 {
+	if offset == 0 || offset > m.Size || [ResumeIDSize]byte(m.Digest[:ResumeIDSize]) != id {
+		return 0
+	}
+	return offset
+}
+
+// id is what a Hello names the resume point's image by.
+func (r *ResumePoint) id() [ResumeIDSize]byte { return [ResumeIDSize]byte(r.Digest[:ResumeIDSize]) }
 
 // appendUnauthenticated appends the Hello frame up to, not including, mac1.
 func (m *Hello) appendUnauthenticated(b []byte) []byte {
@@ -29,7 +48,9 @@ func (m *Hello) appendUnauthenticated(b []byte) []byte {
 	b = append(b, m.DeviceID...)
 	b = append(b, m.Nd[:]...)
 	b = binary.BigEndian.AppendUint32(b, m.Running)
-	return binary.BigEndian.AppendUint16(b, m.MaxPayload)
+	b = binary.BigEndian.AppendUint16(b, m.MaxPayload)
+	b = binary.BigEndian.AppendUint32(b, m.ResumeOffset)
+	return append(b, m.ResumeID[:]...)
 }
 
 // Append appends the whole Hello frame, mac1 included, to b.
@@ -72,7 +93,9 @@ func ParseHello(frame []byte) (*Hello, error) {
 	p = p[NonceSize:]
 	m.Running = binary.BigEndian.Uint32(p)
 	m.MaxPayload = binary.BigEndian.Uint16(p[4:])
-	copy(m.MAC1[:], p[6:])
+	m.ResumeOffset = binary.BigEndian.Uint32(p[6:])
+	copy(m.ResumeID[:], p[10:])
+	copy(m.MAC1[:], p[10+ResumeIDSize:])
 	if m.MaxPayload < MinPayload || m.MaxPayload > MaxPayload {
 		return nil, fmt.Errorf("%w: max_payload %d outside %d..%d", ErrBadChunk, m.MaxPayload, MinPayload, MaxPayload)
 	}

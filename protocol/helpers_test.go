@@ -60,6 +60,9 @@ func manifestFor(img []byte, seq uint32) *protocol.Manifest {
 // memHandshake runs a whole handshake through the pure API and returns both data sessions.
 func memHandshake(t testing.TB, dc *protocol.DeviceConfig, gc *protocol.GatewayConfig, m *protocol.Manifest, offset uint32) (*protocol.DeviceSession, *protocol.GatewaySession) {
 	t.Helper()
+	if offset > 0 { // the device holds offset bytes of this image: its Hello says so
+		dc.Resume = protocol.ResumePoint{Offset: offset, Digest: m.Digest}
+	}
 	dh, err := protocol.NewDeviceHandshake(dc)
 	if err != nil {
 		t.Fatal(err)

@@ -126,7 +126,7 @@ func deviceThatAcks(t *testing.T, img []byte, chunk, ackEvery int, acks *int) fu
 		if err != nil {
 			return err
 		}
-		if _, err := dc.Handshake(func(*protocol.Manifest) uint32 { return 0 }); err != nil {
+		if _, err := dc.Handshake(nil); err != nil {
 			return err
 		}
 		got := make([]byte, 0, len(img))
@@ -221,7 +221,7 @@ func deviceThen(img []byte, chunk int, after func(c net.Conn, dc *protocol.Devic
 		if err != nil {
 			return err
 		}
-		if _, err := dc.Handshake(func(*protocol.Manifest) uint32 { return 0 }); err != nil {
+		if _, err := dc.Handshake(nil); err != nil {
 			return err
 		}
 		for {
@@ -293,7 +293,7 @@ func TestStreamReleasesTheBufferOnceWhenCut(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if _, err := dc.Handshake(func(*protocol.Manifest) uint32 { return 0 }); err != nil {
+		if _, err := dc.Handshake(nil); err != nil {
 			return err
 		}
 		for range 5 {

@@ -48,7 +48,8 @@ type sessionSpec struct {
 	maxPayload int
 	gwMax      int
 	imageSize  int
-	offset     uint32
+	offset     uint32 // the device's resume point: this many bytes of the image (or of resumeOf)
+	resumeOf   string // "other": the resume point names another image; "stale": one with the same ID
 	status     byte
 	signed     bool
 	deviceID   string
@@ -69,6 +70,15 @@ func genSession(t *testing.T, s sessionSpec) sessionVector {
 	}
 	dc := &DeviceConfig{DeviceID: id, PSK: psk, Class: "esp8266-4m", Running: 3, MaxPayload: s.maxPayload,
 		BootCounter: 41, Rand: &fixedReader{ndRandom}}
+	if s.offset > 0 {
+		dc.Resume = ResumePoint{Offset: s.offset, Digest: sha256.Sum256(img)}
+		switch s.resumeOf {
+		case "other":
+			dc.Resume.Digest[0] ^= 0x01
+		case "stale":
+			dc.Resume.Digest[DigestSize-1] ^= 0x01
+		}
+	}
 	gc, err := NewGatewayConfig("gw-plantroom", s.gwMax, &fixedReader{append(pattern("dummy", KeySize), ng...)})
 	if err != nil {
 		t.Fatal(err)
@@ -111,14 +121,14 @@ func genSession(t *testing.T, s sessionSpec) sessionVector {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code := byte(CodeDeclined)
+	code, acceptOffset := byte(CodeDeclined), uint32(0)
 	if o.Status == StatusOffer {
-		code = CodeOK
+		code, acceptOffset = CodeOK, dh.Start()
 		if err := dc.Check(o.Manifest); err != nil {
-			code = CodeFor(err)
+			code, acceptOffset = CodeFor(err), 0
 		}
 	}
-	acceptWire, ds, err := dh.AppendAccept(nil, code, s.offset)
+	acceptWire, ds, err := dh.AppendAccept(nil, code, acceptOffset)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +154,7 @@ func genSession(t *testing.T, s sessionSpec) sessionVector {
 		Name: s.name, PSK: hex.EncodeToString(psk[:]), DeviceID: id, GatewayID: gc.GatewayID,
 		Class: dc.Class, Running: dc.Running, MaxPayload: s.maxPayload, GatewayMaxPayload: s.gwMax,
 		BootCounter: dc.BootCounter, NdRandom: hex.EncodeToString(ndRandom), Ng: hex.EncodeToString(ng),
-		AcceptCode: code, AcceptOffset: s.offset,
+		AcceptCode: code, AcceptOffset: acceptOffset, ResumeOffset: dc.Resume.Offset,
 		Offer: offerVector{Status: s.status, RetryAfter: offer.RetryAfter},
 		Derived: derivedVector{
 			Nd: hex.EncodeToString(nd[:]), MAC1Key: hex.EncodeToString(mk[:]),
@@ -156,6 +166,9 @@ func genSession(t *testing.T, s sessionSpec) sessionVector {
 	}
 	if s.signed {
 		v.VendorPublicKey = hex.EncodeToString(vendor.Public().(ed25519.PublicKey))
+	}
+	if dc.Resume.Offset > 0 {
+		v.ResumeDigest = hex.EncodeToString(dc.Resume.Digest[:])
 	}
 	m := o.Manifest // as the device received it, chunk included
 	if m == nil {
@@ -266,6 +279,8 @@ func generateVectors(t *testing.T) []byte {
 		{name: "chunk 4096", maxPayload: 4096, gwMax: 4096, imageSize: 2*4096 + 300, signed: true},
 		{name: "resume at 700 chunk 256", maxPayload: 256, gwMax: 4096, imageSize: 1000, offset: 700},
 		{name: "resume with nothing left", maxPayload: 256, gwMax: 4096, imageSize: 1000, offset: 1000},
+		{name: "resume point for another image", maxPayload: 256, gwMax: 4096, imageSize: 1000, offset: 700, resumeOf: "other"},
+		{name: "resume point with the offered ID but another digest", maxPayload: 256, gwMax: 4096, imageSize: 1000, offset: 700, resumeOf: "stale"},
 		{name: "image of one byte", maxPayload: 64, gwMax: 4096, imageSize: 1},
 		{name: "rollback offered", maxPayload: 512, gwMax: 4096, imageSize: 100, seq: 2},
 		{name: "up to date", maxPayload: 512, gwMax: 4096, status: StatusUpToDate},

@@ -22,6 +22,8 @@ type sessionVector struct {
 	BootCounter       uint32        `json:"boot_counter"`
 	NdRandom          string        `json:"nd_random"`
 	Ng                string        `json:"ng"`
+	ResumeOffset      uint32        `json:"resume_offset"`
+	ResumeDigest      string        `json:"resume_sha256,omitempty"`
 	VendorPublicKey   string        `json:"vendor_public_key,omitempty"`
 	Offer             offerVector   `json:"offer"`
 	AcceptCode        byte          `json:"accept_code"`

@@ -37,6 +37,10 @@ func (v *sessionVector) deviceConfig(t *testing.T) *DeviceConfig {
 	if v.VendorPublicKey != "" {
 		c.VendorKeys = []ed25519.PublicKey{unhex(t, v.VendorPublicKey)}
 	}
+	if v.ResumeOffset > 0 {
+		c.Resume.Offset = v.ResumeOffset
+		copy(c.Resume.Digest[:], unhex(t, v.ResumeDigest))
+	}
 	return c
 }
 
@@ -87,6 +91,9 @@ func TestVectorSessionsReplayByteForByte(t *testing.T) {
 				policy := dh.cfg.Check(o.Manifest)
 				if (policy == nil) != (v.AcceptCode == CodeOK) || (policy != nil && CodeFor(policy) != v.AcceptCode) {
 					t.Fatalf("policy %v, vector answers code %d", policy, v.AcceptCode)
+				}
+				if policy == nil && dh.Start() != v.AcceptOffset {
+					t.Fatalf("start %d, vector accepts at %d", dh.Start(), v.AcceptOffset)
 				}
 			}
 			acc, ds, err := dh.AppendAccept(nil, v.AcceptCode, v.AcceptOffset)
@@ -181,7 +188,7 @@ func replayDevice(t *testing.T, v *sessionVector, n *negativeVector, in io.Reade
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dc.Handshake(func(*Manifest) uint32 { return v.AcceptOffset }); err != nil {
+	if _, err := dc.Handshake(nil); err != nil {
 		return err
 	}
 	for {

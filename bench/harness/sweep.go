@@ -459,7 +459,7 @@ func childFleet(args []string, stdin io.Reader, stdout io.Writer) error {
 		if d.err != nil {
 			return
 		}
-		offer, err := d.dc.Handshake(func(*protocol.Manifest) uint32 { return 0 })
+		offer, err := d.dc.Handshake(nil)
 		if err == nil && offer.Status != protocol.StatusOffer {
 			err = fmt.Errorf("offer status %d, want an image", offer.Status)
 		}

@@ -299,7 +299,7 @@ func (fl *fleetChild) reachOne(i int) error {
 	if err != nil {
 		return err
 	}
-	offer, err := dc.Handshake(func(*protocol.Manifest) uint32 { return 0 })
+	offer, err := dc.Handshake(nil)
 	if err != nil {
 		return err
 	}
@@ -375,7 +375,7 @@ func (fl *fleetChild) download(i int) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	offer, err := dc.Handshake(func(*protocol.Manifest) uint32 { return 0 })
+	offer, err := dc.Handshake(nil)
 	if err != nil {
 		return 0, err
 	}

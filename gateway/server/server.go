@@ -330,7 +330,14 @@ func (s *Server) handle(c net.Conn) {
 	if ss.admit() {
 		c.SetDeadline(ss.start.Add(s.cfg.HandshakeTimeout)) //nolint:errcheck // a failed deadline shows as a read error
 		ss.gc = protocol.NewGatewayConn(&ss.idle, s.gwcfg)
-		hello, accept, err := ss.gc.Handshake(ss.lookup, ss.offerFor)
+		// Hello in, Offer out. An offered image streams from here, its first frames right
+		// behind the Offer (PROTOCOL.md 4.4): the stream reads the Accept. Anything else
+		// ends with the device's answer.
+		hello, err := ss.gc.Offer(ss.lookup, ss.offerFor)
+		var accept *protocol.Accept
+		if err == nil && ss.gc.Session() == nil {
+			accept, err = ss.gc.ReadAccept()
+		}
 		if sess := ss.handshakeDone(hello, accept, err); sess != nil {
 			// The transfer runs on a goroutine of its own, whose stack grows only as far as the
 			// data path needs (4 KiB). This one has grown through the handshake and its logging
@@ -456,13 +463,19 @@ func (ss *session) handshakeDone(hello *protocol.Hello, accept *protocol.Accept,
 		ss.srv.record(ev)
 		return nil
 	}
-	img := ss.img
-	ev.Seq, ev.Size, ev.Offset = img.Seq, img.Size, accept.Offset
-	ev.Kind = EventAccepted
-	ss.srv.record(ev)
-	log.Info("streaming", zap.Uint32("seq", img.Seq), zap.Uint32("from", accept.Offset), zap.Uint32("size", img.Size), zap.Uint16("chunk", sess.Manifest().Chunk))
+	// Offered: the stream reads the Accept (accepted records it), so every field of the
+	// session's events is known now, before the stream's two goroutines share ss.ev.
+	ev.Seq, ev.Size, ev.Offset = ss.img.Seq, ss.img.Size, sess.Start()
 	ss.ev = ev
 	return sess
+}
+
+// accepted records the device's ok Accept, which the stream's reader has opened.
+func (ss *session) accepted(sess *protocol.GatewaySession) {
+	ev := ss.ev
+	ev.Kind = EventAccepted
+	ss.srv.record(ev)
+	ss.logger().Info("streaming", zap.Uint32("seq", ev.Seq), zap.Uint32("from", ev.Offset), zap.Uint32("size", ev.Size), zap.Uint16("chunk", sess.Manifest().Chunk))
 }
 
 // stream sends the image through write buffers from the pools (pools.go).
@@ -473,11 +486,14 @@ func (ss *session) stream(sess *protocol.GatewaySession) {
 		return
 	}
 	defer r.Close()
-	ss.idle.streaming.Store(true)
-	ss.idle.extend()
-	ss.idle.gatherAcks()
 	ss.wbufs = sessionBuffers{w: ss.srv.bufs, conn: ss.idle.Conn}
-	rep, err := ss.gc.StreamWith(r, &ss.wbufs, ss.progress)
+	rep, err := ss.gc.StreamWith(r, &ss.wbufs, func(m protocol.DeviceMessage) {
+		if m.Type == protocol.TypeAccept {
+			ss.accepted(sess)
+			return
+		}
+		ss.progress(m)
+	})
 	ss.streamDone(sess, rep, err)
 }
 
@@ -497,6 +513,20 @@ func (ss *session) progress(m protocol.DeviceMessage) {
 func (ss *session) streamDone(sess *protocol.GatewaySession, rep protocol.DeviceMessage, err error) {
 	ev := ss.ev
 	ev.Duration = time.Since(ss.start)
+	var pe *protocol.PeerError
+	if rep.Type == protocol.TypeAccept && errors.As(err, &pe) { // authenticated refusal of our offer
+		ev.Kind, ev.Reason, ev.Err = EventRefused, reasonOf(err), err
+		ss.logger().Warn("device refused the offer", zap.String("reason", ev.Reason))
+		ss.srv.record(ev)
+		return
+	}
+	if !sess.Accepted() { // no Accept: the handshake failed
+		ev.Kind, ev.Reason, ev.Err = EventHandshakeFailed, reasonOf(err), err
+		ss.lim.Allow() // spend a token: failures are what we rate-limit
+		ss.logger().Warn("handshake failed", zap.String("reason", ev.Reason), zap.Error(err))
+		ss.srv.record(ev)
+		return
+	}
 	if err != nil {
 		ev.Kind, ev.Reason, ev.Err, ev.Offset = EventFailed, reasonOf(err), err, sess.Acked()
 		ss.logger().Warn("transfer ended early", zap.String("reason", ev.Reason), zap.Uint32("durable", ev.Offset), zap.Error(err))
@@ -544,22 +574,38 @@ const (
 )
 
 // idleConn, once streaming, pushes the deadline forward on every read and write, so a
-// stalled peer is cut after the idle timeout while a slow but moving one is not. During the
-// handshake the fixed handshake deadline holds.
+// stalled peer is cut after the idle timeout while a slow but moving one is not. Until the
+// device's Accept is open (the early frames go out before it) the fixed handshake deadline
+// holds.
 type idleConn struct {
 	net.Conn
 	idle      time.Duration
 	streaming atomic.Bool
-	gathering bool // SO_RCVLOWAT is set (gatherAcks)
+	mu        sync.Mutex // orders the two marks below: the Accept and the Final race
+	finalOut  bool
+	gathering bool // SO_RCVLOWAT is set to gatherWhileSending
 }
 
-// gatherAcks lets the device's frames gather in the kernel while the image goes out, where
-// the socket allows it.
-func (c *idleConn) gatherAcks() { c.gathering = setRecvLowat(c.Conn, gatherWhileSending) }
+// AcceptOpened (protocol.AcceptWatcher): the handshake is over, so the idle timeout takes
+// over, and the device's frames may gather in the kernel while the image goes out, where the
+// socket allows it. The Accept itself had to get through alone, and so must the Report: if
+// the Final is already out (an image inside the early window), the mark stays down.
+func (c *idleConn) AcceptOpened() {
+	c.streaming.Store(true)
+	c.extend()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.finalOut {
+		c.gathering = setRecvLowat(c.Conn, gatherWhileSending)
+	}
+}
 
 // FinalWritten (protocol.FinalWatcher) lowers the mark so that a Report alone wakes the
 // reader; lowering it also hands over whatever is queued already.
 func (c *idleConn) FinalWritten() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.finalOut = true
 	if c.gathering {
 		setRecvLowat(c.Conn, gatherForReport)
 	}

@@ -88,7 +88,7 @@ func fetch(addr, id string, key [32]byte, maxPayload int, running uint32) ([]byt
 	if err != nil {
 		return nil, err
 	}
-	offer, err := dc.Handshake(func(*protocol.Manifest) uint32 { return 0 })
+	offer, err := dc.Handshake(nil)
 	if err != nil || offer.Status != protocol.StatusOffer {
 		return nil, err
 	}

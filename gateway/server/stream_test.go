@@ -42,7 +42,7 @@ func slowFetch(addr, id string, key [32]byte, chunk int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	offer, err := dc.Handshake(func(*protocol.Manifest) uint32 { return 0 })
+	offer, err := dc.Handshake(nil)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func cutFetch(addr, id string, key [32]byte, chunk, cutAt int) error {
 	if err != nil {
 		return err
 	}
-	if _, err := dc.Handshake(func(*protocol.Manifest) uint32 { return 0 }); err != nil {
+	if _, err := dc.Handshake(nil); err != nil {
 		return err
 	}
 	for n := 0; n < cutAt; {
@@ -187,7 +187,10 @@ func TestAcksGatherWhileSendingAndTheReportGetsThroughAlone(t *testing.T) {
 	}
 	defer c.Close()
 	ic := &idleConn{Conn: c}
-	ic.gatherAcks()
+	if got := recvLowat(t, c); got > 1 {
+		t.Fatalf("SO_RCVLOWAT %d before the Accept, want the default: the Accept must get through alone", got)
+	}
+	ic.AcceptOpened()
 	if got := recvLowat(t, c); !ic.gathering || got != 2*23 {
 		t.Fatalf("SO_RCVLOWAT %d while sending (gathering %v), want 2 Acks (46)", got, ic.gathering)
 	}
@@ -195,12 +198,25 @@ func TestAcksGatherWhileSendingAndTheReportGetsThroughAlone(t *testing.T) {
 	if got := recvLowat(t, c); got != 24 {
 		t.Fatalf("SO_RCVLOWAT %d after the Final, want a Report frame (24)", got)
 	}
+	// An image inside the early window: the Final goes out before the Accept is open, and
+	// the mark must stay down for the Report.
+	c2, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	ic2 := &idleConn{Conn: c2}
+	ic2.FinalWritten()
+	ic2.AcceptOpened()
+	if got := recvLowat(t, c2); ic2.gathering || got > 1 {
+		t.Fatalf("SO_RCVLOWAT %d after a Final before the Accept (gathering %v), want the default", got, ic2.gathering)
+	}
 	// A connection without a socket (here a pipe) is left alone.
 	p1, p2 := net.Pipe()
 	defer p1.Close()
 	defer p2.Close()
 	pc := &idleConn{Conn: p1}
-	pc.gatherAcks()
+	pc.AcceptOpened()
 	pc.FinalWritten()
 	if pc.gathering {
 		t.Fatal("gathering on a connection without a socket")
@@ -224,7 +240,7 @@ func TestReportWakesTheGatewayWithoutAClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dc.Handshake(func(*protocol.Manifest) uint32 { return 0 }); err != nil {
+	if _, err := dc.Handshake(nil); err != nil {
 		t.Fatal(err)
 	}
 	n := 0
