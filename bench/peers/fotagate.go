@@ -79,12 +79,12 @@ type memImage struct{ *bytes.Reader }
 
 func (memImage) Close() error { return nil }
 
-// marker tells the meter where the stream starts: the gateway records Accepted just before
-// its first data write.
+// marker tells the meter where the stream starts: the gateway records Offered just before
+// its first data write, which follows the Offer without waiting for the Accept.
 type marker struct{ m *Meter }
 
 func (r marker) Record(e server.Event) {
-	if e.Kind == server.EventAccepted {
+	if e.Kind == server.EventOffered {
 		r.m.Mark(e.Remote)
 	}
 }

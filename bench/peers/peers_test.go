@@ -49,7 +49,9 @@ func TestEveryPeerDeliversTheExactImageAndIsMetered(t *testing.T) {
 	img := make([]byte, 200<<10+123) // not a multiple of any chunk
 	rand.NewChaCha8([32]byte{3}).Read(img)
 	// Server read->write turns before the first data byte (the TCP connect is not seen).
-	turns := map[string]int{"fotagate": 2, "fotagate-c": 2, "tcp": 1, "https": 2, "https-rec": 2, "coap-dtls": 4}
+	// Device flights the server answers before its first image write (the TCP connect is
+	// added by the harness): fotagate's image follows the Offer, the answer to the Hello.
+	turns := map[string]int{"fotagate": 1, "fotagate-c": 1, "tcp": 1, "https": 2, "https-rec": 2, "coap-dtls": 4}
 	for _, p := range All() {
 		for _, chunk := range []int{64, 512, 1024} {
 			t.Run(p.Name()+"/"+itoa(chunk), func(t *testing.T) {

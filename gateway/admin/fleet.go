@@ -203,7 +203,7 @@ func NewFleet(cfg FleetConfig, log *zap.Logger) *Fleet {
 // Record updates the fleet and the metrics with one event. It never blocks on subscribers.
 func (f *Fleet) Record(e server.Event) {
 	if e.Kind < server.EventHandshakeFailed || e.Kind > server.EventRetry {
-		return // a kind this package does not know yet
+		return // a kind this package does not know yet, or Offered: a device is known by its answer
 	}
 	now := f.now()
 	var eff effect

@@ -425,7 +425,7 @@ func TestDevicesAreSortedAndEncodeAsDocumented(t *testing.T) {
 func TestUnknownEventKindIsIgnored(t *testing.T) {
 	f, _, _, _ := newTestFleet(t, FleetConfig{})
 	ch := f.Subscribe(t.Context())
-	f.Record(server.Event{Kind: server.EventRetry + 1, DeviceID: "dev-01"})
+	f.Record(server.Event{Kind: server.EventOffered + 1, DeviceID: "dev-01"})
 	f.Record(server.Event{Kind: -1, DeviceID: "dev-02"})
 	if n := len(f.Devices()); n != 0 {
 		t.Fatalf("unknown kinds created %d devices", n)

@@ -148,10 +148,13 @@ const (
 	EventReport   // the device's verification result: Reason "ok" or its failure
 	EventFailed   // the session broke off
 	EventRetry    // the device was told to come back later (image still being fetched)
+	// EventOffered: an image was offered and its stream starts at Offset, its first frames
+	// right behind the Offer; EventAccepted or EventRefused follows once the device answers.
+	EventOffered
 )
 
 func (k EventKind) String() string {
-	return [...]string{"handshake_failed", "up_to_date", "refused", "accepted", "progress", "report", "failed", "retry"}[k]
+	return [...]string{"handshake_failed", "up_to_date", "refused", "accepted", "progress", "report", "failed", "retry", "offered"}[k]
 }
 
 // Server serves devices.
@@ -467,6 +470,8 @@ func (ss *session) handshakeDone(hello *protocol.Hello, accept *protocol.Accept,
 	// session's events is known now, before the stream's two goroutines share ss.ev.
 	ev.Seq, ev.Size, ev.Offset = ss.img.Seq, ss.img.Size, sess.Start()
 	ss.ev = ev
+	ev.Kind = EventOffered
+	ss.srv.record(ev)
 	return sess
 }
 
