@@ -218,7 +218,8 @@ func (r *runner) profile(ctx context.Context, res *report.Results, i int) (*repo
 	if err != nil {
 		return nil, err
 	}
-	pr := &report.Profile{Name: prof.Name, Description: prof.String(), Emulation: e.describe(), Loss: prof.Loss}
+	pr := &report.Profile{Name: prof.Name, Description: prof.String(), Emulation: e.describe(), Loss: prof.Loss,
+		RTT: prof.RTT.Seconds()}
 	fmt.Fprintf(p.Progress, "== %s: %s\n   link: %s\n", prof.Name, prof, pr.Emulation)
 	if prof.Flash {
 		pr.Flash, pr.Base, pr.FlashSeconds = true, prof.Base(), map[int]float64{}

@@ -197,9 +197,16 @@ func PrefixNote(peer string, chunk int, delivered int64, image int) string {
 		peer, chunk, sizeString(int(delivered)), sizeString(image))
 }
 
-// handshakes shows, per peer, the handshake at the smallest chunk size it ran.
+// handshakes shows, per peer, the handshake at the smallest chunk size it ran. On a link with
+// a round trip, time to first byte is also given in round trips of the link: from the start
+// of the TCP connect to the first image byte at the device, serialisation included.
 func (r *Results) handshakes(w io.Writer, prof Profile) {
-	fmt.Fprintf(w, "### Handshake (before the first image byte)\n\n| peer | device → gateway (B) | gateway → device (B) | round trips | time to first byte (s) |\n|---|---:|---:|---:|---:|\n")
+	fmt.Fprintf(w, "### Handshake (before the first image byte)\n\n| peer | device → gateway (B) | gateway → device (B) | round trips | time to first byte (s) |")
+	if prof.RTT > 0 {
+		fmt.Fprintf(w, " time to first byte (round trips of %.0f ms) |\n|---|---:|---:|---:|---:|---:|\n", prof.RTT*1e3)
+	} else {
+		fmt.Fprintf(w, "\n|---|---:|---:|---:|---:|\n")
+	}
 	for _, pi := range r.Peers {
 		for _, ch := range r.Chunks {
 			cell, _ := prof.Cell(pi.Name, ch)
@@ -207,11 +214,14 @@ func (r *Results) handshakes(w io.Writer, prof Profile) {
 			if !ok {
 				continue
 			}
-			fb := "not observed"
+			fb, fbRTT := "not observed", " not observed |"
 			if s.FirstByte > 0 {
-				fb = fmt.Sprintf("%.3f", s.FirstByte)
+				fb, fbRTT = fmt.Sprintf("%.3f", s.FirstByte), fmt.Sprintf(" %.2f |", s.FirstByte/prof.RTT)
 			}
-			fmt.Fprintf(w, "| %s | %d | %d | %d | %s |\n", pi.Name, s.HandshakeIn, s.HandshakeOut, s.RoundTrips, fb)
+			if prof.RTT <= 0 {
+				fbRTT = ""
+			}
+			fmt.Fprintf(w, "| %s | %d | %d | %d | %s |%s\n", pi.Name, s.HandshakeIn, s.HandshakeOut, s.RoundTrips, fb, fbRTT)
 			break
 		}
 	}

@@ -152,3 +152,28 @@ func TestARenderedReportSaysItWasDrawnAgain(t *testing.T) {
 		t.Fatal("a rendered report does not say so")
 	}
 }
+
+// On a link with a round trip, time to first byte is also counted in its round trips, the
+// unit of the target (at most 2.5 for fotagate; HTTPS needs 3).
+func TestHandshakeTableCountsFirstByteInRoundTripsOfTheLink(t *testing.T) {
+	r := results()
+	r.Profiles[0].Name, r.Profiles[0].RTT = "2mbit-50ms", 0.050
+	for i := range r.Profiles[0].Cells {
+		for j := range r.Profiles[0].Cells[i].Samples {
+			r.Profiles[0].Cells[i].Samples[j].FirstByte = 0.104
+		}
+	}
+	var b bytes.Buffer
+	r.Markdown(&b, nil)
+	md := b.String()
+	for _, want := range []string{"time to first byte (round trips of 50 ms) |", "| fotagate | 77 | 99 | 3 | 0.104 | 2.08 |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("RESULTS.md lacks %q", want)
+		}
+	}
+	b.Reset()
+	results().Markdown(&b, nil) // loopback: no round trips to count in
+	if strings.Contains(b.String(), "round trips of") {
+		t.Error("a loopback profile counts first byte in round trips")
+	}
+}

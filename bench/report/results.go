@@ -71,6 +71,9 @@ type Profile struct {
 	Description string  `json:"description"`
 	Emulation   string  `json:"emulation"` // how the link was made
 	Loss        float64 `json:"loss"`      // probability of a packet loss each way
+	// RTT is the round trip the link adds, seconds (0 on loopback): the unit for time to
+	// first byte on an emulated link.
+	RTT float64 `json:"rtt,omitempty"`
 	// Flash is true when the devices wrote to a flash with the ESP8266's timing; Base is then
 	// the name of the same link without it.
 	Flash bool   `json:"flash,omitempty"`
