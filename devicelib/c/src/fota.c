@@ -186,23 +186,30 @@ FOTA_NOINLINE static void advance(struct fota_dir *d)
 }
 
 /*
- * Opens the n bytes at p (tag after them) from the gateway, associated
- * data ctx->ad[0..ad_len). The counter moves only once the tag verified,
- * so a forged frame changes nothing (and ends the session anyway).
+ * Seals (direction d2g) or opens (g2d) the n bytes at p in place, the
+ * tag after them, associated data ctx->ad[0..ad_len). A counter moves
+ * only once its record is sealed or its tag verified, so a forged frame
+ * changes nothing (and ends the session anyway).
  */
-static enum fota_err open_record(struct fota_ctx *ctx, uint8_t *p, size_t n, size_t ad_len)
+static enum fota_err record(struct fota_ctx *ctx, struct fota_dir *d, uint8_t *p, size_t n,
+                            size_t ad_len)
 {
-	enum fota_err err = make_nonce(&ctx->g2d, ctx->nonce);
+	enum fota_err err = make_nonce(d, ctx->nonce);
 
 	if (err != FOTA_OK) {
 		return err;
 	}
-	if (fota_aead_open_ctx(&ctx->w.rx.aead, p + n, p, n, ctx->g2d.key_iv, ctx->nonce,
-	                       ctx->ad, ad_len) != 0) {
+	if (fota_aead_run(&ctx->w.rx.aead, d == &ctx->d2g, p + n, p, n, d->key_iv, ctx->nonce,
+	                  ctx->ad, ad_len) != 0) {
 		return FOTA_ERR_BAD_RECORD;
 	}
-	advance(&ctx->g2d);
+	advance(d);
 	return FOTA_OK;
+}
+
+static enum fota_err open_record(struct fota_ctx *ctx, uint8_t *p, size_t n, size_t ad_len)
+{
+	return record(ctx, &ctx->g2d, p, n, ad_len);
 }
 
 /*
@@ -225,17 +232,15 @@ static enum fota_event send_msg(struct fota_ctx *ctx, uint8_t typ, enum fota_err
 		fota_store32_be(p + n, offset);
 		n += 4;
 	}
-	if (make_nonce(&ctx->d2g, ctx->nonce) != FOTA_OK) {
+	tx[0] = typ;
+	put16(tx + 1, (uint32_t)(n + FOTA_TAG_SIZE));
+	memcpy(ctx->ad, tx, FOTA_HEADER_SIZE);
+	if (record(ctx, &ctx->d2g, p, n, typ == T_ACCEPT ? FOTA_HEADER_SIZE + FOTA_SHA256_SIZE
+	                                                 : FOTA_HEADER_SIZE) != FOTA_OK) {
 		/* Not even an Alert could be sealed now: just end. */
 		ctx->err = FOTA_ERR_COUNTER_EXHAUSTED;
 		return end(ctx, FOTA_EV_ERROR);
 	}
-	tx[0] = typ;
-	put16(tx + 1, (uint32_t)(n + FOTA_TAG_SIZE));
-	memcpy(ctx->ad, tx, FOTA_HEADER_SIZE);
-	fota_aead_seal_ctx(&ctx->w.rx.aead, p + n, p, n, ctx->d2g.key_iv, ctx->nonce, ctx->ad,
-	                   typ == T_ACCEPT ? FOTA_HEADER_SIZE + FOTA_SHA256_SIZE : FOTA_HEADER_SIZE);
-	advance(&ctx->d2g);
 	ctx->tx_len = (uint8_t)(FOTA_HEADER_SIZE + n + FOTA_TAG_SIZE);
 	return send_then(ctx, then);
 }
@@ -359,11 +364,11 @@ static void derive_keys(struct fota_ctx *ctx)
 /*
  * Reads the slot's [off, end) back through the body buffer, whole words
  * at a time (the last may reach up to 3 bytes past end, still inside the
- * slot, whose size is a multiple of the sector). With hash, the bytes go
- * into w.rx.sha (left open); else *erased tells whether all were 0xff.
+ * slot, whose size is a multiple of the sector), into w.rx.sha (left
+ * open); *erased tells whether all were 0xff. A caller that only wants
+ * the latter lets hash_slot start the hash afresh afterwards.
  */
-static enum fota_err scan_slot(struct fota_ctx *ctx, uint32_t off, uint32_t end,
-                               int hash, int *erased)
+static enum fota_err scan_slot(struct fota_ctx *ctx, uint32_t off, uint32_t end, int *erased)
 {
 	const struct fota_config *cfg = ctx->cfg;
 	uint32_t n, i;
@@ -374,9 +379,7 @@ static enum fota_err scan_slot(struct fota_ctx *ctx, uint32_t off, uint32_t end,
 		if (cfg->flash_read(cfg->arg, off, ctx->body.b, (n + WORD - 1) & ~(WORD - 1)) != 0) {
 			return FOTA_ERR_FLASH;
 		}
-		if (hash) {
-			fota_sha256_update(&ctx->w.rx.sha, ctx->body.b, n);
-		}
+		fota_sha256_update(&ctx->w.rx.sha, ctx->body.b, n);
 		for (i = 0; i < n; i++) {
 			*erased &= ctx->body.b[i] == 0xff;
 		}
@@ -390,7 +393,7 @@ static enum fota_err hash_slot(struct fota_ctx *ctx, uint32_t end)
 	int erased;
 
 	fota_sha256_init(&ctx->w.rx.sha);
-	return scan_slot(ctx, 0, end, 1, &erased);
+	return scan_slot(ctx, 0, end, &erased);
 }
 
 static enum fota_err save_state(struct fota_ctx *ctx)
@@ -508,6 +511,23 @@ static int same_image(const struct fota_image *img, const struct fota_manifest *
 	       memcmp(img->digest, m->digest, FOTA_DIGEST_SIZE) == 0;
 }
 
+/* Records the offered image in *img. */
+static void set_image(struct fota_image *img, const struct fota_manifest *m)
+{
+	img->seq = m->seq;
+	img->size = m->size;
+	memcpy(img->digest, m->digest, FOTA_DIGEST_SIZE);
+}
+
+/*
+ * pending, resume and durable end struct fota_state: a finished download
+ * clears them with one memset from pending on.
+ */
+typedef char fota_state_tail[
+	offsetof(struct fota_state, resume) > offsetof(struct fota_state, pending) &&
+	offsetof(struct fota_state, durable) > offsetof(struct fota_state, resume) &&
+	offsetof(struct fota_state, durable) + sizeof(uint32_t) == sizeof(struct fota_state) ? 1 : -1];
+
 /*
  * Chooses where the download starts (9.1) and gets the slot, the state
  * record and the running hash ready for it.
@@ -535,7 +555,7 @@ static enum fota_err prepare(struct fota_ctx *ctx)
 
 			if (start % WORD == 0 &&
 			    (err = scan_slot(ctx, start, (start | (FOTA_SECTOR_SIZE - 1)) + 1,
-			                     0, &clean)) != FOTA_OK) {
+			                     &clean)) != FOTA_OK) {
 				return err;
 			}
 			if (!clean) {
@@ -543,21 +563,20 @@ static enum fota_err prepare(struct fota_ctx *ctx)
 			}
 		}
 		save = start != st->durable || st->resume.seq != m->seq;
-		st->resume.seq = m->seq;
-		st->durable = start;
 	} else {
 		/* A new image: recorded before the first erase, so the state
 		 * never claims bytes the slot no longer holds. A pending image
 		 * is about to be overwritten, so it goes too. */
 		start = 0;
-		st->resume.seq = m->seq;
-		st->resume.size = m->size;
-		memcpy(st->resume.digest, m->digest, FOTA_DIGEST_SIZE);
-		st->durable = 0;
 		memset(&st->pending, 0, sizeof st->pending);
 	}
-	if (save && (err = save_state(ctx)) != FOTA_OK) {
-		return err;
+	if (save) {
+		/* For a resume, size and digest are this image's already. */
+		set_image(&st->resume, m);
+		st->durable = start;
+		if ((err = save_state(ctx)) != FOTA_OK) {
+			return err;
+		}
 	}
 	/* Never trust an earlier session's hash: only the flash below start. */
 	if ((err = hash_slot(ctx, start)) != FOTA_OK) {
@@ -610,66 +629,59 @@ static int vendor_signed(const struct fota_config *cfg, const uint8_t *p, size_t
 #endif
 
 /*
- * The manifest (4.3) fills the rest of the offer plaintext exactly. Its
- * syntax errors end the session; the device's policy refusals are
- * answered in the Accept, in the order of the Go reference.
+ * The manifest (4.3), which fills the rest of the offer plaintext
+ * exactly, into ctx->m. Returns its syntax error, which ends the session;
+ * *refuse gets the device's policy refusal, answered in the Accept
+ * (checked in the order of the Go reference).
  */
-static enum fota_event on_manifest(struct fota_ctx *ctx, const uint8_t *p, size_t n)
+static enum fota_err parse_manifest(struct fota_ctx *ctx, const uint8_t *p, size_t n,
+                                    enum fota_err *refuse)
 {
 	const struct fota_config *cfg = ctx->cfg;
 	struct fota_manifest *m = &ctx->m;
 	size_t cl;
 	uint8_t flags;
-	enum fota_err refuse = FOTA_OK;
 
-	if (n < MANIFEST_FIXED + 1) {
-		return fail(ctx, FOTA_ERR_MALFORMED);
-	}
 	/* The class length bounds the reads here (any value does); valid_name
 	 * then holds it to 1..16. */
-	cl = p[10];
-	if (n < MANIFEST_FIXED + cl) {
-		return fail(ctx, FOTA_ERR_MALFORMED);
+	if (n < MANIFEST_FIXED + 1 || n < MANIFEST_FIXED + (cl = p[10])) {
+		return FOTA_ERR_MALFORMED;
 	}
 	flags = p[11 + cl + FOTA_DIGEST_SIZE];
 	if ((flags & ~FLAG_SIGNED) != 0 ||
 	    n != MANIFEST_FIXED + cl + ((flags & FLAG_SIGNED) ? SIGNATURE_SIZE : 0) ||
 	    !valid_name(p + 11, cl)) {
-		return fail(ctx, FOTA_ERR_MALFORMED);
+		return FOTA_ERR_MALFORMED;
 	}
 	m->seq = fota_load32_be(p);
 	m->size = fota_load32_be(p + 4);
 	m->chunk = get16(p + 8);
 	memcpy(m->digest, p + 11 + cl, FOTA_DIGEST_SIZE);
 	if (m->size == 0) {
-		return fail(ctx, FOTA_ERR_MALFORMED);
+		return FOTA_ERR_MALFORMED;
 	}
 	if (m->chunk < FOTA_MIN_PAYLOAD || m->chunk > FOTA_PAYLOAD_LIMIT) {
-		return fail(ctx, FOTA_ERR_BAD_CHUNK);
+		return FOTA_ERR_BAD_CHUNK;
 	}
 
 	/* Without FOTA_WITH_ED25519 the signature (flags bit 0) is not
 	 * checked: the device trusts the gateway for the image (7.1). */
 	if (!same_name(cfg->device_class, p + 11, cl)) {
-		refuse = FOTA_ERR_WRONG_CLASS;
+		*refuse = FOTA_ERR_WRONG_CLASS;
 	} else if (m->seq < ctx->st.running.seq) {
-		refuse = FOTA_ERR_ROLLBACK;
+		*refuse = FOTA_ERR_ROLLBACK;
 	} else if (m->seq == ctx->st.running.seq) {
-		refuse = FOTA_ERR_DECLINED;
+		*refuse = FOTA_ERR_DECLINED;
 	} else if (m->size > cfg->slot_size) {
-		refuse = FOTA_ERR_TOO_LARGE;
+		*refuse = FOTA_ERR_TOO_LARGE;
 	} else if (m->chunk > max_payload(ctx)) {
-		refuse = FOTA_ERR_BAD_CHUNK;
+		*refuse = FOTA_ERR_BAD_CHUNK;
 #ifdef FOTA_WITH_ED25519
 	} else if (!vendor_signed(cfg, p, cl)) {
-		refuse = FOTA_ERR_BAD_SIGNATURE;
+		*refuse = FOTA_ERR_BAD_SIGNATURE;
 #endif
 	}
-	if (refuse != FOTA_OK) {
-		return send_accept(ctx, refuse, 0, FOTA_EV_ERROR);
-	}
-	ctx->state = S_OFFERED;
-	return FOTA_EV_OFFER;
+	return FOTA_OK;
 }
 
 /*
@@ -679,21 +691,21 @@ static enum fota_event on_manifest(struct fota_ctx *ctx, const uint8_t *p, size_
 static enum fota_event on_offer(struct fota_ctx *ctx)
 {
 	fota_sha256_ctx *sha = &ctx->w.rx.sha;
-	const uint8_t *b = ctx->body.b;
-	size_t len = ctx->need, clear, n;
+	uint8_t *b = ctx->body.b;
+	size_t len = ctx->need, gl = b[NONCE_SIZE], clear = NONCE_SIZE + 1 + gl, n;
 	const char *gw = ctx->cfg->gateway_id;
 	uint8_t *th = ctx->ad + FOTA_HEADER_SIZE;
-	enum fota_err err;
+	enum fota_err err = FOTA_ERR_MALFORMED, refuse = FOTA_OK;
 
-	if (len < NONCE_SIZE + 1) {
-		return fail(ctx, FOTA_ERR_MALFORMED);
+	/* b[NONCE_SIZE] lies in the body buffer whatever len is; a shorter
+	 * frame fails the first test whatever it holds. */
+	if (len < NONCE_SIZE + 1 || len < clear + 1 + FOTA_TAG_SIZE ||
+	    !valid_name(b + NONCE_SIZE + 1, gl)) {
+		goto fail;
 	}
-	clear = NONCE_SIZE + 1 + b[NONCE_SIZE];
-	if (len < clear + 1 + FOTA_TAG_SIZE || !valid_name(b + NONCE_SIZE + 1, b[NONCE_SIZE])) {
-		return fail(ctx, FOTA_ERR_MALFORMED);
-	}
-	if (gw != NULL && !same_name(gw, b + NONCE_SIZE + 1, b[NONCE_SIZE])) {
-		return fail(ctx, FOTA_ERR_AUTH_FAILED);
+	if (gw != NULL && !same_name(gw, b + NONCE_SIZE + 1, gl)) {
+		err = FOTA_ERR_AUTH_FAILED;
+		goto fail;
 	}
 	n = len - clear - FOTA_TAG_SIZE;
 
@@ -710,17 +722,24 @@ static enum fota_event on_offer(struct fota_ctx *ctx)
 	 * before the open decrypts it in place, finished after. */
 	fota_sha256_init(sha);
 	fota_sha256_update(sha, th, FOTA_SHA256_SIZE);
-	fota_sha256_update(sha, b + clear, len - clear);
-	if ((err = open_record(ctx, ctx->body.b + clear, n,
-	                       FOTA_HEADER_SIZE + FOTA_SHA256_SIZE)) != FOTA_OK) {
-		return fail(ctx, err);
+	b += clear;
+	fota_sha256_update(sha, b, len - clear);
+	if ((err = open_record(ctx, b, n, FOTA_HEADER_SIZE + FOTA_SHA256_SIZE)) != FOTA_OK) {
+		goto fail;
 	}
 	fota_sha256_final(sha, th);   /* TH2, the Accept's associated data */
 
-	b += clear;
+	err = FOTA_ERR_MALFORMED;
 	switch (b[0]) {
 	case OFFER_IMAGE:
-		return on_manifest(ctx, b + 1, n - 1);
+		if ((err = parse_manifest(ctx, b + 1, n - 1, &refuse)) != FOTA_OK) {
+			break;
+		}
+		if (refuse != FOTA_OK) {
+			return send_accept(ctx, refuse, 0, FOTA_EV_ERROR);
+		}
+		ctx->state = S_OFFERED;
+		return FOTA_EV_OFFER;
 	case OFFER_UP_TO_DATE:
 		if (n != 1) {
 			break;
@@ -733,7 +752,8 @@ static enum fota_event on_offer(struct fota_ctx *ctx)
 		ctx->m.retry_after = get16(b + 1);
 		return send_accept(ctx, FOTA_ERR_DECLINED, 0, FOTA_EV_RETRY);
 	}
-	return fail(ctx, FOTA_ERR_MALFORMED);
+fail:
+	return fail(ctx, err);
 }
 
 /*
@@ -823,15 +843,11 @@ static enum fota_event verify(struct fota_ctx *ctx)
 		code = match ? FOTA_OK : FOTA_ERR_DIGEST_MISMATCH;
 	}
 	/* Either way the download is over: a bad slot cannot be resumed,
-	 * since some byte below the durable offset is wrong. */
-	memset(&st->resume, 0, sizeof st->resume);
-	st->durable = 0;
+	 * since some byte below the durable offset is wrong. Pending, resume
+	 * and durable are cleared together. */
+	memset(&st->pending, 0, sizeof *st - offsetof(struct fota_state, pending));
 	if (code == FOTA_OK) {
-		st->pending.seq = ctx->m.seq;
-		st->pending.size = ctx->m.size;
-		memcpy(st->pending.digest, ctx->m.digest, FOTA_DIGEST_SIZE);
-	} else {
-		memset(&st->pending, 0, sizeof st->pending);
+		set_image(&st->pending, &ctx->m);
 	}
 	if (save_state(ctx) != FOTA_OK && code == FOTA_OK) {
 		code = FOTA_ERR_FLASH;
@@ -895,25 +911,25 @@ static enum fota_event on_alert(struct fota_ctx *ctx)
 static enum fota_err check_header(struct fota_ctx *ctx)
 {
 	uint8_t typ = ctx->ad[0];
-	uint32_t len = get16(ctx->ad + 1), lo, hi;
+	uint32_t len = get16(ctx->ad + 1), lo = 1, hi = 1;   /* a Reject */
 
-	if (ctx->state == S_WAIT_OFFER && typ == T_OFFER) {
-		lo = 0;
-		hi = FOTA_MAX_OFFER_BODY;
-	} else if (ctx->state == S_WAIT_OFFER && typ == T_REJECT) {
-		lo = hi = 1;
-	} else if (ctx->state == S_RECEIVE && typ == T_ALERT) {
+	/* fota_feed reads frames in S_WAIT_OFFER and S_RECEIVE only. */
+	if (ctx->state == S_WAIT_OFFER) {
+		if (typ == T_OFFER) {
+			lo = 0;
+			hi = FOTA_MAX_OFFER_BODY;
+		} else if (typ != T_REJECT) {
+			return FOTA_ERR_UNEXPECTED_MESSAGE;
+		}
+	} else if (typ == T_ALERT) {
 		lo = hi = 1 + FOTA_TAG_SIZE;
-	} else if (ctx->state == S_RECEIVE) {
+	} else {
 		uint32_t left = ctx->m.size - ctx->pos;
-		uint8_t want = left > ctx->m.chunk ? T_DATA : T_FINAL;
 
-		if (typ != want) {
+		if (typ != (left > ctx->m.chunk ? T_DATA : T_FINAL)) {
 			return FOTA_ERR_UNEXPECTED_MESSAGE;
 		}
 		lo = hi = (left > ctx->m.chunk ? ctx->m.chunk : left) + FOTA_TAG_SIZE;
-	} else {
-		return FOTA_ERR_UNEXPECTED_MESSAGE;
 	}
 	if (len > hi) {
 		return FOTA_ERR_FRAME_TOO_LARGE;

@@ -5,27 +5,26 @@
  * tag is right, so a forged frame never turns into plaintext in the
  * caller's buffer, and the frame needs no second buffer.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "fota_crypto.h"
 #include "fota_internal.h"
 
 /*
- * The tag over (ad, ciphertext), into ctx->block[0..15]. The one-time
- * Poly1305 key is the first 32 bytes of ChaCha20 block 0 (section 2.6);
- * once the MAC has taken it, the same 32 bytes hold the lengths and then
- * the tag, so the whole computation needs no stack beyond its frames.
+ * The tag over (ad, ciphertext), into ctx->block[0..15], from the ChaCha20
+ * state set up in ctx->chacha. The one-time Poly1305 key is the first 32
+ * bytes of ChaCha20 block 0 (section 2.6); once the MAC has taken it, the
+ * same 32 bytes hold the lengths and then the tag, so the whole
+ * computation needs no stack beyond its frames.
  */
-static void aead_tag(fota_aead_ctx *ctx,
-                     const uint8_t key[FOTA_AEAD_KEY_SIZE],
-                     const uint8_t nonce[FOTA_AEAD_NONCE_SIZE],
-                     const uint8_t *ad, size_t ad_len,
+static void aead_tag(fota_aead_ctx *ctx, const uint8_t *ad, size_t ad_len,
                      const uint8_t *ct, size_t ct_len)
 {
 	uint8_t *b = ctx->block;
 
 	memset(b, 0, sizeof ctx->block);
-	(void)fota_chacha20_state(ctx->chacha, b, sizeof ctx->block, key, nonce, 0);
+	fota_chacha20_xor(ctx->chacha, b, sizeof ctx->block, 0);
 	fota_poly1305_init(&ctx->poly, b);
 
 	/* Section 2.8: each padded with zeros to a multiple of 16. */
@@ -45,6 +44,44 @@ static void aead_tag(fota_aead_ctx *ctx,
 	fota_poly1305_tag(&ctx->poly, b);   /* wipes the MAC state */
 }
 
+/* One wipe clears the key stream state and the tag block together. */
+typedef char fota_aead_wipe_adjacent[
+	offsetof(fota_aead_ctx, block) == offsetof(fota_aead_ctx, chacha) +
+	sizeof(((fota_aead_ctx *)0)->chacha) ? 1 : -1];
+
+int fota_aead_run(fota_aead_ctx *ctx, int seal,
+                  uint8_t tag[FOTA_AEAD_TAG_SIZE],
+                  uint8_t *buf, size_t len,
+                  const uint8_t key[FOTA_AEAD_KEY_SIZE],
+                  const uint8_t nonce[FOTA_AEAD_NONCE_SIZE],
+                  const uint8_t *ad, size_t ad_len)
+{
+	int ok;
+
+	/* Set up once: block 0 keys Poly1305, the message is block 1 on. */
+	fota_chacha20_setup(ctx->chacha, key, nonce);
+	if (seal) {
+		fota_chacha20_xor(ctx->chacha, buf, len, 1);
+	}
+	aead_tag(ctx, ad, ad_len, buf, len);
+	if (seal) {
+		memcpy(tag, ctx->block, FOTA_AEAD_TAG_SIZE);
+	}
+	/*
+	 * Compare all 16 bytes in constant time: an early exit would tell a
+	 * forger how many leading bytes of a guessed tag were right. The
+	 * branch below is on the verdict only, which is public anyway (a
+	 * seal compares its tag with itself: equal).
+	 */
+	ok = fota_ct_equal(ctx->block, tag, FOTA_AEAD_TAG_SIZE);
+	if (ok && !seal) {
+		fota_chacha20_xor(ctx->chacha, buf, len, 1);
+	}
+	/* The key (in the state) and the tag do not outlive the call. */
+	fota_wipe(ctx->chacha, sizeof ctx->chacha + sizeof ctx->block);
+	return ok ? 0 : -1;
+}
+
 void fota_aead_seal_ctx(fota_aead_ctx *ctx,
                         uint8_t tag[FOTA_AEAD_TAG_SIZE],
                         uint8_t *buf, size_t len,
@@ -52,11 +89,7 @@ void fota_aead_seal_ctx(fota_aead_ctx *ctx,
                         const uint8_t nonce[FOTA_AEAD_NONCE_SIZE],
                         const uint8_t *ad, size_t ad_len)
 {
-	/* Block 0 keys Poly1305; the message is encrypted from block 1. */
-	(void)fota_chacha20_state(ctx->chacha, buf, len, key, nonce, 1);
-	aead_tag(ctx, key, nonce, ad, ad_len, buf, len);
-	memcpy(tag, ctx->block, FOTA_AEAD_TAG_SIZE);
-	fota_wipe(ctx->block, sizeof ctx->block);   /* the MAC state is wiped */
+	(void)fota_aead_run(ctx, 1, tag, buf, len, key, nonce, ad, ad_len);
 }
 
 int fota_aead_open_ctx(fota_aead_ctx *ctx,
@@ -66,21 +99,8 @@ int fota_aead_open_ctx(fota_aead_ctx *ctx,
                        const uint8_t nonce[FOTA_AEAD_NONCE_SIZE],
                        const uint8_t *ad, size_t ad_len)
 {
-	int ok;
-
-	aead_tag(ctx, key, nonce, ad, ad_len, buf, len);
-	/*
-	 * Compare all 16 bytes in constant time: an early exit would tell a
-	 * forger how many leading bytes of a guessed tag were right. The
-	 * branch below is on the verdict only, which is public anyway.
-	 */
-	ok = fota_ct_equal(ctx->block, tag, FOTA_AEAD_TAG_SIZE);
-	fota_wipe(ctx->block, sizeof ctx->block);
-	if (!ok) {
-		return -1;
-	}
-	(void)fota_chacha20_state(ctx->chacha, buf, len, key, nonce, 1);
-	return 0;
+	/* Opening only reads the tag; the cast is for the shared code. */
+	return fota_aead_run(ctx, 0, (uint8_t *)tag, buf, len, key, nonce, ad, ad_len);
 }
 
 void fota_aead_seal(uint8_t tag[FOTA_AEAD_TAG_SIZE],

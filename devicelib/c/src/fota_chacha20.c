@@ -107,10 +107,9 @@ FOTA_NOINLINE static void chacha20_xor_block(uint8_t *p, size_t n, const uint32_
 	fota_wipe(x, sizeof x);
 }
 
-uint32_t fota_chacha20_state(uint32_t state[16], uint8_t *buf, size_t len,
-                             const uint8_t key[FOTA_CHACHA20_KEY_SIZE],
-                             const uint8_t nonce[FOTA_CHACHA20_NONCE_SIZE],
-                             uint32_t counter)
+void fota_chacha20_setup(uint32_t state[16],
+                         const uint8_t key[FOTA_CHACHA20_KEY_SIZE],
+                         const uint8_t nonce[FOTA_CHACHA20_NONCE_SIZE])
 {
 	int i;
 
@@ -143,8 +142,11 @@ uint32_t fota_chacha20_state(uint32_t state[16], uint8_t *buf, size_t len,
 		state[13 + i] = fota_load32_le(nonce + 4 * i);
 	}
 #endif
-	state[12] = counter;
+}
 
+void fota_chacha20_xor(uint32_t state[16], uint8_t *buf, size_t len, uint32_t counter)
+{
+	state[12] = counter;
 	while (len > 0) {
 		size_t n = len < 64 ? len : 64;
 
@@ -153,9 +155,6 @@ uint32_t fota_chacha20_state(uint32_t state[16], uint8_t *buf, size_t len,
 		buf += n;
 		len -= n;
 	}
-	counter = state[12];
-	fota_wipe(state, 16 * sizeof state[0]);   /* holds the key */
-	return counter;
 }
 
 uint32_t fota_chacha20(uint8_t *buf, size_t len,
@@ -165,5 +164,9 @@ uint32_t fota_chacha20(uint8_t *buf, size_t len,
 {
 	uint32_t state[16];
 
-	return fota_chacha20_state(state, buf, len, key, nonce, counter);
+	fota_chacha20_setup(state, key, nonce);
+	fota_chacha20_xor(state, buf, len, counter);
+	counter = state[12];
+	fota_wipe(state, sizeof state);   /* holds the key */
+	return counter;
 }

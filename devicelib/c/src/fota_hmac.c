@@ -27,25 +27,29 @@ void fota_hmac_sha256_init(fota_hmac_sha256_ctx *ctx,
 
 void fota_hmac_sha256_key(fota_hmac_sha256_ctx *ctx, const uint8_t *key, size_t key_len)
 {
+	fota_sha256_ctx *h = &ctx->inner;
+	uint8_t pad = 0x36;
 	size_t i;
 
 	/*
-	 * K ^ ipad and K ^ opad are built straight in the block buffers that
-	 * the hashes would copy them into, then absorbed from there as one
-	 * whole block each (init leaves the buffers alone, and update hashes
-	 * a whole block in place without copying it): no 64-byte key block on
+	 * K ^ ipad, then K ^ opad, is built straight in the block buffer
+	 * that the hash would copy it into, then absorbed from there as one
+	 * whole block (init leaves the buffer alone, and update hashes a
+	 * whole block in place without copying it): no 64-byte key block on
 	 * the stack. The loop bound depends on key_len only.
 	 */
-	fota_sha256_init(&ctx->inner);
-	fota_sha256_init(&ctx->outer);
-	for (i = 0; i < FOTA_SHA256_BLOCK_SIZE; i++) {
-		uint8_t k = i < key_len ? key[i] : 0;
-
-		ctx->inner.block[i] = (uint8_t)(k ^ 0x36);
-		ctx->outer.block[i] = (uint8_t)(k ^ 0x5c);
+	for (;;) {
+		fota_sha256_init(h);
+		for (i = 0; i < FOTA_SHA256_BLOCK_SIZE; i++) {
+			h->block[i] = (uint8_t)((i < key_len ? key[i] : 0) ^ pad);
+		}
+		fota_sha256_update(h, h->block, FOTA_SHA256_BLOCK_SIZE);
+		if (h == &ctx->outer) {
+			break;
+		}
+		h = &ctx->outer;
+		pad = 0x5c;
 	}
-	fota_sha256_update(&ctx->inner, ctx->inner.block, FOTA_SHA256_BLOCK_SIZE);
-	fota_sha256_update(&ctx->outer, ctx->outer.block, FOTA_SHA256_BLOCK_SIZE);
 }
 
 void fota_hmac_sha256_update(fota_hmac_sha256_ctx *ctx,

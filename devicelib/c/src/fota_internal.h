@@ -67,12 +67,14 @@ static inline void fota_store32_be(uint8_t *p, uint32_t v)
 }
 
 /*
- * fota_chacha20 with its 64-byte state in the caller's memory (the AEAD
- * keeps it in fota_aead_ctx, off the stack); wiped before it returns.
+ * fota_chacha20 in two steps, its 64-byte state in the caller's memory
+ * (the AEAD keeps it in fota_aead_ctx, off the stack, and sets it up once
+ * for the one-time key and the message). setup loads key and nonce; xor
+ * XORs the key stream from block counter on into buf and leaves the next
+ * counter in state[12]. The state holds the key: the caller wipes it.
  */
-uint32_t fota_chacha20_state(uint32_t state[16], uint8_t *buf, size_t len,
-                             const uint8_t key[32], const uint8_t nonce[12],
-                             uint32_t counter);
+void fota_chacha20_setup(uint32_t state[16], const uint8_t key[32], const uint8_t nonce[12]);
+void fota_chacha20_xor(uint32_t state[16], uint8_t *buf, size_t len, uint32_t counter);
 
 /*
  * Poly1305 as the AEAD uses it: fota_poly1305_padded absorbs len bytes
@@ -82,6 +84,18 @@ uint32_t fota_chacha20_state(uint32_t state[16], uint8_t *buf, size_t len,
  */
 void fota_poly1305_padded(fota_poly1305_ctx *ctx, const uint8_t *msg, size_t len);
 void fota_poly1305_tag(fota_poly1305_ctx *ctx, uint8_t tag[16]);
+
+/*
+ * fota_aead_seal_ctx (seal nonzero: tag written) and fota_aead_open_ctx
+ * (seal 0: tag read; -1 and buf untouched if it does not verify) in one
+ * body, so a device that does both links the AEAD once.
+ */
+int fota_aead_run(fota_aead_ctx *ctx, int seal,
+                  uint8_t tag[FOTA_AEAD_TAG_SIZE],
+                  uint8_t *buf, size_t len,
+                  const uint8_t key[FOTA_AEAD_KEY_SIZE],
+                  const uint8_t nonce[FOTA_AEAD_NONCE_SIZE],
+                  const uint8_t *ad, size_t ad_len);
 
 /*
  * fota_hmac_sha256_init for a key of at most a block (64 bytes), as

@@ -40,30 +40,40 @@ static const uint32_t K[64] FOTA_RODATA = {
 	0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2
 };
 
+/*
+ * The working variables a..h are v[0..7], shifted down one place a round
+ * rather than renamed: about 40 bytes less code on the LX106 than eight
+ * named variables, for some 15-20% more instructions per block (the
+ * slot's read back at the end of an update hashes the whole image).
+ */
 static void sha256_compress(uint32_t state[8], const uint8_t block[64])
 {
-	uint32_t w[16];
-	uint32_t a, b, c, d, e, f, g, h, t1, t2;
-	int t;
+	uint32_t w[16 + 8], *v = w + 16;   /* one wipe for both */
+	uint32_t t1, t2;
+	int t, i;
 
 	for (t = 0; t < 16; t++) {
 		w[t] = fota_load32_be(block + 4 * t);
 	}
-	a = state[0]; b = state[1]; c = state[2]; d = state[3];
-	e = state[4]; f = state[5]; g = state[6]; h = state[7];
+	for (i = 0; i < 8; i++) {
+		v[i] = state[i];
+	}
 	for (t = 0; t < 64; t++) {
 		if (t >= 16) {
-			/* W[t] replaces W[t-16] in the window (t mod 16). */
 			w[t & 15] += SSIG1(w[(t - 2) & 15]) + w[(t - 7) & 15] +
 			             SSIG0(w[(t - 15) & 15]);
 		}
-		t1 = h + BSIG1(e) + CH(e, f, g) + K[t] + w[t & 15];
-		t2 = BSIG0(a) + MAJ(a, b, c);
-		h = g; g = f; f = e; e = d + t1;
-		d = c; c = b; b = a; a = t1 + t2;
+		t1 = v[7] + BSIG1(v[4]) + CH(v[4], v[5], v[6]) + K[t] + w[t & 15];
+		t2 = BSIG0(v[0]) + MAJ(v[0], v[1], v[2]);
+		for (i = 7; i > 0; i--) {
+			v[i] = v[i - 1];
+		}
+		v[4] += t1;
+		v[0] = t1 + t2;
 	}
-	state[0] += a; state[1] += b; state[2] += c; state[3] += d;
-	state[4] += e; state[5] += f; state[6] += g; state[7] += h;
+	for (i = 0; i < 8; i++) {
+		state[i] += v[i];
+	}
 	fota_wipe(w, sizeof w);
 }
 
@@ -87,14 +97,16 @@ void fota_sha256_update(fota_sha256_ctx *ctx, const uint8_t *msg, size_t len)
 		size_t used = (size_t)(ctx->count % FOTA_SHA256_BLOCK_SIZE);
 		size_t n = len < FOTA_SHA256_BLOCK_SIZE - used ? len : FOTA_SHA256_BLOCK_SIZE - used;
 
-		if (n == FOTA_SHA256_BLOCK_SIZE) {
-			/* Nothing buffered and a whole block: straight from msg. */
-			sha256_compress(ctx->state, msg);
-		} else {
+		/* Nothing buffered and a whole block: hashed straight from msg;
+		 * anything else is gathered in ctx->block. One compress call
+		 * site, which -Os then inlines (13 bytes fewer on the LX106). */
+		const uint8_t *block = n == FOTA_SHA256_BLOCK_SIZE ? msg : ctx->block;
+
+		if (block != msg) {
 			memcpy(ctx->block + used, msg, n);
-			if (used + n == FOTA_SHA256_BLOCK_SIZE) {
-				sha256_compress(ctx->state, ctx->block);
-			}
+		}
+		if (used + n == FOTA_SHA256_BLOCK_SIZE) {
+			sha256_compress(ctx->state, block);
 		}
 		ctx->count += n;
 		msg += n;
@@ -104,25 +116,28 @@ void fota_sha256_update(fota_sha256_ctx *ctx, const uint8_t *msg, size_t len)
 
 void fota_sha256_final(fota_sha256_ctx *ctx, uint8_t out[FOTA_SHA256_SIZE])
 {
-	size_t used = (size_t)(ctx->count % FOTA_SHA256_BLOCK_SIZE);
 	uint64_t bits = ctx->count * 8;
+	uint8_t pad = 0x80;
 	int i;
 
 	/*
 	 * Section 5.1.1: a 1 bit, zero bits up to 56 bytes mod 64 (into a
 	 * second block if the first has no room), then the message length in
-	 * bits, 64-bit big-endian.
+	 * bits, 64-bit big-endian. All of it goes through update, a byte at
+	 * a time for the padding, so this compresses no block itself: some
+	 * 100 bytes less code on the LX106 for at most 64 short updates,
+	 * once per digest. The length waits in out, which is overwritten
+	 * last.
 	 */
-	ctx->block[used++] = 0x80;
-	if (used > FOTA_SHA256_BLOCK_SIZE - 8) {
-		memset(ctx->block + used, 0, FOTA_SHA256_BLOCK_SIZE - used);
-		sha256_compress(ctx->state, ctx->block);
-		used = 0;
+	for (i = 7; i >= 0; i--) {
+		out[i] = (uint8_t)bits;
+		bits >>= 8;
 	}
-	memset(ctx->block + used, 0, FOTA_SHA256_BLOCK_SIZE - 8 - used);
-	fota_store32_be(ctx->block + 56, (uint32_t)(bits >> 32));
-	fota_store32_be(ctx->block + 60, (uint32_t)bits);
-	sha256_compress(ctx->state, ctx->block);
+	do {
+		fota_sha256_update(ctx, &pad, 1);
+		pad = 0;
+	} while (ctx->count % FOTA_SHA256_BLOCK_SIZE != FOTA_SHA256_BLOCK_SIZE - 8);
+	fota_sha256_update(ctx, out, 8);
 
 	for (i = 0; i < 8; i++) {
 		fota_store32_be(out + 4 * i, ctx->state[i]);
