@@ -457,8 +457,10 @@ static size_t seal(uint8_t typ, size_t plen, const uint8_t *extra, size_t extra_
 	memcpy(ad, frame, FOTA_HEADER_SIZE);
 	memcpy(ad + FOTA_HEADER_SIZE, extra, extra_len);
 	memcpy(nonce, g2d_key_iv + FOTA_AEAD_KEY_SIZE, sizeof nonce);
-	store32(nonce + 8, (uint32_t)(nonce[8] << 24 | nonce[9] << 16 | nonce[10] << 8 | nonce[11]) ^
-	                   g2d_counter);
+	/* uint32_t before the shift: an IV byte of 0x80 or more shifted by 24
+	 * overflows an int (the keys, and so the IV, follow from the Hello). */
+	store32(nonce + 8, ((uint32_t)nonce[8] << 24 | (uint32_t)nonce[9] << 16 |
+	                    (uint32_t)nonce[10] << 8 | nonce[11]) ^ g2d_counter);
 	g2d_counter++;
 	fota_aead_seal(frame + FOTA_HEADER_SIZE + plen, frame + FOTA_HEADER_SIZE, plen, g2d_key_iv,
 	               nonce, ad, FOTA_HEADER_SIZE + extra_len);
