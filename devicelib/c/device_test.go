@@ -382,6 +382,9 @@ func TestDeviceResumesOnlyWhereTheSlotIsErased(t *testing.T) {
 			d.do("flash", "0", hx(img[:c.flashed]))
 			g := newGateway(t, 4096)
 			g.hello(d)
+			if got := g.gh.Hello().ResumeOffset; got != c.want {
+				t.Fatalf("the Hello names offset %d, want %d", got, c.want)
+			}
 			a, err := g.accept(g.offer(d, offerOf(img, testRunning+1)))
 			if err != nil || a.Offset != c.want {
 				t.Fatalf("Accept %+v, %v; want offset %d", a, err, c.want)
@@ -390,6 +393,151 @@ func TestDeviceResumesOnlyWhereTheSlotIsErased(t *testing.T) {
 			evs := d.feed(g.frames(img, -1), splitters(14)[2])
 			if _, err := g.read(evs); err != nil || last(evs) != "done" {
 				t.Fatalf("%v, events end %q", err, last(evs))
+			}
+		})
+	}
+}
+
+// offerEarly is what a gateway sends before it has read the Accept (PROTOCOL.md 4.4): the
+// Offer, then the first frames of img from where the Hello's resume point makes it start.
+func (g *gateway) offerEarly(o *protocol.Offer, img []byte) []byte {
+	g.t.Helper()
+	out, err := g.gh.AppendOffer(nil, o)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	for s := g.gh.Session(); s.MayAppend(); {
+		if out, err = s.AppendFrame(out, bytes.NewReader(img)); err != nil {
+			g.t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// acceptFirst opens the Accept, which must be the first message among evs, then the messages
+// the device sent after it for the early frames.
+func (g *gateway) acceptFirst(evs []string) (*protocol.Accept, error) {
+	g.t.Helper()
+	sends := sent(g.t, evs)
+	if len(sends) == 0 {
+		g.t.Fatalf("events %q: no Accept", evs)
+	}
+	a, gs, err := g.gh.ReadAccept(sends[0])
+	if err != nil {
+		return a, err
+	}
+	g.gs = gs
+	for _, f := range sends[1:] {
+		if _, err := gs.ReadDeviceFrame(f); err != nil {
+			return a, err
+		}
+	}
+	return a, nil
+}
+
+// The Offer and up to 16 KiB of frames behind it arrive before the device has sent its Accept,
+// in one piece or split anywhere: the device answers the Offer first, then takes them; fresh
+// and resumed, images within and beyond the early window, durable points inside it.
+func TestDeviceTakesEarlyFramesBehindTheOffer(t *testing.T) {
+	for _, c := range []struct {
+		size, chunk, cutAfter int
+		ackEvery              int
+	}{
+		{1, 64, 0, 0},
+		{5000, 64, 0, testSectorSz},    // 78 frames, all early, a durable point among them
+		{16384, 1024, 0, testSectorSz}, // the whole window is the image
+		{40_000, 4096, 0, testSectorSz},
+		{50_001, 333, 0, 0},
+		{70_000, 1024, 30, testSectorSz}, // resumed at 28672: early frames from there
+		{70_000, 4096, 2, 0},             // cut before a durable point: from 0 again
+	} {
+		img := randomImage(c.size, uint64(c.size+c.chunk))
+		for _, s := range splitters(uint64(c.size)) {
+			t.Run(fmt.Sprintf("%d-bytes-chunk-%d-cut-%d/%s", c.size, c.chunk, c.cutAfter, s.name), func(t *testing.T) {
+				t.Parallel()
+				d := newTestDevice(t, c.chunk, c.ackEvery)
+				var durable uint32
+				if c.cutAfter > 0 {
+					durable = cut(t, d, img, testRunning+1, c.cutAfter)
+				}
+				g := newGateway(t, 4096)
+				g.hello(d)
+				if got := g.gh.Hello().ResumeOffset; got != durable {
+					t.Fatalf("the Hello names offset %d, want %d", got, durable)
+				}
+				evs := d.feed(g.offerEarly(offerOf(img, testRunning+1), img), s)
+				if len(evs) < 2 || evs[0] != "offer" {
+					t.Fatalf("events %q: want the offer, then the Accept", evs)
+				}
+				a, err := g.acceptFirst(evs)
+				if err != nil || a.Code != protocol.CodeOK || a.Offset != durable {
+					t.Fatalf("Accept %+v, %v; want ok at %d", a, err, durable)
+				}
+				if !g.gs.Done() {
+					more := d.feed(g.frames(img, -1), s)
+					if _, err := g.read(more); err != nil {
+						t.Fatal(err)
+					}
+					evs = append(evs, more...)
+				}
+				if last(evs) != "done" {
+					t.Fatalf("events end %q, want done", last(evs))
+				}
+				if !bytes.Equal(d.slot(len(img)), img) {
+					t.Fatal("the slot does not hold the image")
+				}
+			})
+		}
+	}
+}
+
+// A resume point whose ID (the digest's first 8 bytes) the offered image shares, but not its
+// digest: the gateway streams from the resume offset, which the slot does not hold for this
+// image. The device declines, forgets the point, and the next session starts from 0.
+func TestDeviceDeclinesAStaleResumePoint(t *testing.T) {
+	for _, pending := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pending-%v", pending), func(t *testing.T) {
+			t.Parallel()
+			img := randomImage(20_000, 21)
+			d := newTestDevice(t, 1024, testSectorSz)
+			want := uint32(0)
+			if pending {
+				install(t, d, newGateway(t, 4096), img, splitters(21)[0])
+				want = uint32(len(img))
+			} else {
+				want = cut(t, d, img, testRunning+1, 12)
+			}
+			stale := offerOf(img, testRunning+2)
+			stale.Manifest.Digest[31] ^= 1
+			g := newGateway(t, 4096)
+			g.hello(d)
+			if h := g.gh.Hello(); h.ResumeOffset != want || want == 0 {
+				t.Fatalf("the Hello names offset %d, want %d", h.ResumeOffset, want)
+			}
+			evs := d.feed(g.offerEarly(stale, img), splitters(21)[2])
+			a, err := g.acceptFirst(evs)
+			var pe *protocol.PeerError
+			if !errors.As(err, &pe) || a.Code != protocol.CodeDeclined || last(evs) != "error:declined" {
+				t.Fatalf("Accept %+v, %v, events %q; want declined", a, err, evs)
+			}
+			if st := d.state(); st.resume.size != 0 || st.durable != 0 || st.pending.size != 0 {
+				t.Fatalf("state after the refusal: %+v; want no resume point", st)
+			}
+			// The next Hello names nothing; the image (the real one) installs from 0.
+			g = newGateway(t, 4096)
+			g.hello(d)
+			if h := g.gh.Hello(); h.ResumeOffset != 0 || h.ResumeID != [protocol.ResumeIDSize]byte{} {
+				t.Fatalf("the next Hello names %d of %x", h.ResumeOffset, h.ResumeID)
+			}
+			a, err = g.acceptFirst(d.feed(g.offerEarly(offerOf(img, testRunning+2), img), splitters(21)[0]))
+			if err != nil || a.Code != protocol.CodeOK || a.Offset != 0 {
+				t.Fatalf("Accept %+v, %v; want ok at 0", a, err)
+			}
+			if evs := d.feed(g.frames(img, -1), splitters(21)[0]); last(evs) != "done" {
+				t.Fatalf("events end %q", last(evs))
+			}
+			if !bytes.Equal(d.slot(len(img)), img) {
+				t.Fatal("the slot does not hold the image")
 			}
 		})
 	}

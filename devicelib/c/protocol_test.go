@@ -7,6 +7,7 @@ package c_test
 // random pieces, since a device gets its bytes in whatever pieces TCP delivers.
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/fotagate/fotagate/protocol"
 )
 
 // The device harness, built for the largest chunk and for the smallest frame buffer.
@@ -42,9 +45,12 @@ type sessionVector struct {
 		Status     int    `json:"status"`
 		Seq        uint32 `json:"seq"`
 		Size       uint32 `json:"size"`
+		Chunk      int    `json:"chunk"`
 		SHA256     string `json:"sha256"`
 		RetryAfter int    `json:"retry_after"`
 	} `json:"offer"`
+	ResumeOffset uint32 `json:"resume_offset"`
+	ResumeSHA256 string `json:"resume_sha256"`
 	AcceptCode   int    `json:"accept_code"`
 	AcceptOffset uint32 `json:"accept_offset"`
 	Image        string `json:"image"`
@@ -255,19 +261,33 @@ func startVectorDevice(t *testing.T, v *sessionVector, class string) *device {
 		maxPayload: v.MaxPayload, slot: vectorSlot, ackEvery: vectorAckEvery}); got != "ok" {
 		t.Fatalf("fota_init: %s", got)
 	}
+	d.restartVectorSession(v)
+	return d
+}
+
+// restartVectorSession gives the device session v's stored state, slot and RNG, starts a
+// session and checks its Hello. With a resume point, a download of the image resume_sha256
+// (of the offered size) was cut after resume_offset durable bytes: they are in the slot, the
+// rest of its sector erased, so the Hello names exactly that offset (PROTOCOL.md 4.1).
+func (d *device) restartVectorSession(v *sessionVector) {
+	t := d.t
+	t.Helper()
 	st := storedState{boot: v.BootCounter - 1, running: v.RunningSeq}
-	if v.AcceptOffset > 0 {
-		// A download of this image was cut after accept_offset durable bytes.
-		st.resume = image{v.Offer.Seq, v.Offer.Size, mustHex(t, v.Offer.SHA256)}
-		st.durable = v.AcceptOffset
-		d.do("flash", "0", hx(mustHex(t, v.Image)[:v.AcceptOffset]))
+	if v.ResumeOffset > 0 {
+		st.resume = image{v.Offer.Seq, v.Offer.Size, mustHex(t, v.ResumeSHA256)}
+		st.durable = v.ResumeOffset
+	}
+	// An erased slot as far as any vector image reaches, then the durable prefix.
+	d.do("flash", "0", hx(bytes.Repeat([]byte{0xff}, 3*4096)))
+	if img := mustHex(t, v.Image); v.ResumeOffset > 0 && int(v.ResumeOffset) <= len(img) {
+		d.do("flash", "0", hx(img[:v.ResumeOffset]))
 	}
 	d.setState(st)
 	d.do("random", v.NdRandom)
+	d.do("init")
 	if got, want := d.do("start"), []string{"send:" + v.Wire.Hello}; !slices.Equal(got, want) {
 		t.Fatalf("start: got %q\nwant %q", got, want)
 	}
-	return d
 }
 
 func TestVectorSessionsReplayByteForByte(t *testing.T) {
@@ -275,47 +295,88 @@ func TestVectorSessionsReplayByteForByte(t *testing.T) {
 	for i := range f.Sessions {
 		v := &f.Sessions[i]
 		for _, s := range splitters(uint64(i) + 1) {
-			t.Run(v.Name+"/"+s.name, func(t *testing.T) {
-				t.Parallel()
-				replaySession(t, v, s)
-			})
+			for _, early := range []bool{false, true} {
+				name := v.Name + "/" + s.name
+				if early {
+					name += "/early"
+				}
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					replaySession(t, v, s, early)
+				})
+			}
 		}
 	}
 }
 
-func replaySession(t *testing.T, v *sessionVector, s splitter) {
-	d := startVectorDevice(t, v, "")
-	// Which answer the Offer gets: the app's OFFER event comes first for an acceptable image.
+// vectorEvents is what the device answers session v's Offer with: the app's OFFER event first
+// for an acceptable image, then the Accept, and a final event for a refusal.
+func vectorEvents(t *testing.T, v *sessionVector) []string {
 	accept := "send:" + v.Wire.Accept
-	var want []string
 	switch {
 	case v.Offer.Status == 1:
-		want = []string{accept, "up_to_date"}
+		return []string{accept, "up_to_date"}
 	case v.Offer.Status == 2:
-		want = []string{accept, fmt.Sprintf("retry:%d", v.Offer.RetryAfter)}
+		return []string{accept, fmt.Sprintf("retry:%d", v.Offer.RetryAfter)}
 	case v.AcceptCode == 5:
-		want = []string{accept, "error:rollback"}
+		return []string{accept, "error:rollback"}
+	case v.AcceptCode == 15:
+		return []string{accept, "error:declined"} // a stale resume point (4.1)
 	case v.AcceptCode != 0:
 		t.Fatalf("vector with accept_code %d: not covered here", v.AcceptCode)
-	default:
-		want = []string{"offer", accept}
 	}
-	if got := d.feed(mustHex(t, v.Wire.Offer), s); !slices.Equal(got, want) {
-		t.Fatalf("offer: got %q\nwant %q", got, want)
-	}
-	if want[0] != "offer" {
-		return
-	}
+	return []string{"offer", accept}
+}
 
+// vectorStream is session v's data frames, all of which the gateway may send right behind the
+// Offer, before the Accept (PROTOCOL.md 4.4): no vector image is larger than that window.
+func vectorStream(t *testing.T, v *sessionVector) []byte {
 	var stream []byte
 	for _, frame := range v.Wire.Data {
 		stream = append(stream, mustHex(t, frame)...)
 	}
-	got := d.feed(stream, s)
+	if len(v.Wire.Data) > 0 && len(v.Wire.Data) > protocol.EarlyFrames(v.Offer.Chunk) {
+		t.Fatalf("%s: more than the early frames", v.Name)
+	}
+	return stream
+}
+
+// replaySession feeds session v's Offer and then its data frames, or with early all of them as
+// one stream, as the gateway sends them before it has read the Accept (PROTOCOL.md 4.4): the
+// device answers the Offer and then takes the frames that arrived behind it.
+func replaySession(t *testing.T, v *sessionVector, s splitter, early bool) {
+	d := startVectorDevice(t, v, "")
+	want := vectorEvents(t, v)
+	stream := vectorStream(t, v)
+	var got []string
+	if early && want[0] == "offer" {
+		got = d.feed(append(mustHex(t, v.Wire.Offer), stream...), s)
+	} else {
+		got = d.feed(mustHex(t, v.Wire.Offer), s)
+		if !slices.Equal(got, want) {
+			t.Fatalf("offer: got %q\nwant %q", got, want)
+		}
+		if want[0] == "offer" {
+			got = append(got, d.feed(stream, s)...)
+		}
+	}
+	if want[0] != "offer" {
+		if v.AcceptCode == 15 {
+			checkStaleResumeForgotten(t, d, v)
+		}
+		return
+	}
+	checkVectorInstall(t, d, v, got)
+}
+
+// checkVectorInstall checks the events of a whole session from its Offer and what the device
+// holds after it.
+func checkVectorInstall(t *testing.T, d *device, v *sessionVector, got []string) {
+	t.Helper()
 	progress := slices.DeleteFunc(slices.Clone(got), func(e string) bool { return e != "progress" })
 	got = slices.DeleteFunc(got, func(e string) bool { return e == "progress" })
-	if want := []string{"send:" + v.Wire.Ack, "send:" + v.Wire.Report, "done"}; !slices.Equal(got, want) {
-		t.Fatalf("data: got %q\nwant %q", got, want)
+	if want := []string{"offer", "send:" + v.Wire.Accept, "send:" + v.Wire.Ack, "send:" + v.Wire.Report, "done"}; !slices.Equal(got, want) {
+		t.Fatalf("session: got %q\nwant %q", got, want)
 	}
 	if len(progress) != len(v.Wire.Data)-1 {
 		t.Errorf("%d progress events for %d Data frames", len(progress), len(v.Wire.Data)-1)
@@ -329,6 +390,59 @@ func replaySession(t *testing.T, v *sessionVector, s splitter) {
 		pending: image{v.Offer.Seq, v.Offer.Size, mustHex(t, v.Offer.SHA256)}}
 	if got := d.state(); !sameState(got, want2) {
 		t.Fatalf("state: got %+v\nwant %+v", got, want2)
+	}
+}
+
+// checkStaleResumeForgotten: after declining an offer whose ID is its resume point's but whose
+// digest is not, the device holds no resume point, and its next Hello names none.
+func checkStaleResumeForgotten(t *testing.T, d *device, v *sessionVector) {
+	t.Helper()
+	want := storedState{boot: v.BootCounter, running: v.RunningSeq}
+	if got := d.state(); !sameState(got, want) {
+		t.Fatalf("state after the stale refusal: got %+v\nwant %+v", got, want)
+	}
+	d.do("init")
+	a := d.do("start")
+	if len(a) != 1 {
+		t.Fatalf("start: %q", a)
+	}
+	h, err := protocol.ParseHello(unhx(t, strings.TrimPrefix(a[0], "send:")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.ResumeOffset != 0 || h.ResumeID != [protocol.ResumeIDSize]byte{} {
+		t.Fatalf("the Hello after a stale refusal names %d of %x", h.ResumeOffset, h.ResumeID)
+	}
+}
+
+// Offer and early frames arrive as one stream (PROTOCOL.md 4.4) that TCP may cut anywhere:
+// split into two pieces at every byte of the Offer and the first frames, and of the last
+// frames, each session still installs with the vectors' messages. One device runs them all.
+func TestVectorEarlyFramesSplitAtEveryByte(t *testing.T) {
+	f := loadVectors(t)
+	for i := range f.Sessions {
+		v := &f.Sessions[i]
+		if vectorEvents(t, v)[0] != "offer" {
+			continue
+		}
+		t.Run(v.Name, func(t *testing.T) {
+			t.Parallel()
+			offer := mustHex(t, v.Wire.Offer)
+			in := append(offer, vectorStream(t, v)...)
+			d := startVectorDevice(t, v, "")
+			for k := 1; k < len(in); k++ {
+				if k > len(offer)+200 && k < len(in)-200 {
+					k = len(in) - 200
+				}
+				if k > 1 {
+					d.restartVectorSession(v)
+				}
+				whole := splitters(0)[0]
+				got := d.feed(in[:k], whole)
+				got = append(got, d.feed(in[k:], whole)...)
+				checkVectorInstall(t, d, v, got)
+			}
+		})
 	}
 }
 

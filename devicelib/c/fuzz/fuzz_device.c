@@ -593,8 +593,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(fota_init(&ctx, &cfg) == FOTA_OK);
 	started = fota_start(&ctx) == FOTA_EV_SEND;
 	if (!started) {
-		/* Only an injected failure (load, save, RNG) may stop the
-		 * Hello, and then nothing is sent. */
+		/* Only an injected failure (load, save, the read of the slot
+		 * past a resume point, RNG) may stop the Hello, and then
+		 * nothing is sent. */
 		check(fail_op != OP_NONE);
 		finish();
 		return 0;

@@ -221,6 +221,10 @@ func main() {
 	digest := sha256.Sum256(rimg)
 	m := manifest(resumeSeq, resumeSize, 512, s.Class, digest[:])
 	write("corpus/sealed", "resume", append([][]byte{{0, 2}, record(0x02, m)}, stream(rimg, resumeDurable, 512)...)...)
+	// An image with the resume point's ID but another digest: declined, the point forgotten.
+	stale := bytes.Clone(digest[:])
+	stale[len(stale)-1] ^= 0x01
+	write("corpus/sealed", "resume-stale", []byte{0, 2}, record(0x02, manifest(resumeSeq, resumeSize, 512, s.Class, stale)))
 	m = manifest(resumeSeq+1, resumeSize, 4096, s.Class, digest[:])
 	write("corpus/sealed", "chunk-4096", append([][]byte{{0, 0}, record(0x02, m)}, stream(rimg, 0, 4096)...)...)
 	// The same, with a flash or state callback failing (flags bits 2-4: which, 5-7: when).

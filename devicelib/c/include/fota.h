@@ -76,7 +76,7 @@ extern "C" {
 #define FOTA_PSK_SIZE        32
 #define FOTA_DIGEST_SIZE     32
 #define FOTA_MAX_OFFER_BODY  174
-#define FOTA_TX_SIZE         60    /* the longest message a device sends: a Hello */
+#define FOTA_TX_SIZE         72    /* the longest message a device sends: a Hello */
 
 #if FOTA_MAX_PAYLOAD < FOTA_MIN_PAYLOAD || FOTA_MAX_PAYLOAD > FOTA_PAYLOAD_LIMIT
 #error "FOTA_MAX_PAYLOAD must be 64..4096"
@@ -277,7 +277,8 @@ struct fota_manifest {
 };
 
 struct fota_progress {
-	uint32_t start;     /* offset this session resumed from */
+	uint32_t start;     /* offset this session resumed from (before the
+	                       Offer: the resume point its Hello named) */
 	uint32_t received;  /* image bytes received and written so far */
 	uint32_t durable;   /* synced and recorded: a resume starts here */
 	uint32_t size;      /* of the image; 0 before the offer */
@@ -390,16 +391,21 @@ enum fota_err fota_init_abi(struct fota_ctx *ctx, const struct fota_config *cfg,
 /*
  * Starts the session: loads the state, increments the boot counter and
  * saves it, and only then builds the Hello (PROTOCOL.md 4.1, 9.2), so no
- * application can forget to. Returns FOTA_EV_SEND (send the Hello), or
- * FOTA_EV_ERROR (FOTA_ERR_FLASH if the state could not be loaded or
- * saved; nothing is sent then).
+ * application can forget to. The Hello names the resume point: to check
+ * that the slot past a durable offset inside a sector is still erased,
+ * this reads up to the end of that sector. Returns FOTA_EV_SEND (send the
+ * Hello), or FOTA_EV_ERROR (FOTA_ERR_FLASH if the state could not be
+ * loaded or saved, or that read failed; nothing is sent then).
  */
 enum fota_event fota_start(struct fota_ctx *ctx);
 
 /*
  * Consumes up to len received bytes (data may be NULL when len is 0) and
  * sets *consumed (never NULL) to how many it used; the rest must be
- * passed again in the next call. Frames may be split anywhere. Each frame's length is
+ * passed again in the next call. Frames may be split anywhere, and the
+ * gateway's first data frames may come with the Offer, before the Accept
+ * is sent (PROTOCOL.md 4.4): FOTA_EV_OFFER leaves them unused, to be
+ * passed again after the Accept. Each frame's length is
  * checked against the limit of the current state before any of its
  * body is buffered (PROTOCOL.md 3.1), and every sealed frame is
  * authenticated before anything in it is used.

@@ -30,7 +30,8 @@ enum { OFFER_IMAGE = 0x00, OFFER_UP_TO_DATE = 0x01, OFFER_RETRY = 0x02 };
 #define ND_RANDOM      12     /* Nd = random [12] || boot_counter u32 */
 #define NONCE_SIZE     16     /* Nd, Ng */
 #define MAC1_SIZE      16
-#define HELLO_FIXED    (1 + 1 + 1 + NONCE_SIZE + 4 + 2 + MAC1_SIZE)
+#define RESUME_ID      8      /* of the resume point's SHA-256, in the Hello */
+#define HELLO_FIXED    (1 + 1 + 1 + NONCE_SIZE + 4 + 2 + 4 + RESUME_ID + MAC1_SIZE)
 #define MANIFEST_FIXED (4 + 4 + 2 + 1 + FOTA_DIGEST_SIZE + 1)
 #define FLAG_SIGNED    0x01
 #define SIGNATURE_SIZE 64
@@ -505,6 +506,12 @@ static enum fota_err store(struct fota_ctx *ctx, uint32_t n)
 	return FOTA_OK;
 }
 
+/* on_manifest clears the resume point as the tail of the state from pending on. */
+typedef char fota_resume_point_is_the_state_tail[
+	offsetof(struct fota_state, resume) == offsetof(struct fota_state, pending) + sizeof(struct fota_image) &&
+	offsetof(struct fota_state, durable) == offsetof(struct fota_state, resume) + sizeof(struct fota_image) &&
+	sizeof(struct fota_state) == offsetof(struct fota_state, durable) + sizeof(uint32_t) ? 1 : -1];
+
 static int same_image(const struct fota_image *img, const struct fota_manifest *m)
 {
 	return img->size != 0 && img->size == m->size &&
@@ -529,46 +536,74 @@ typedef char fota_state_tail[
 	offsetof(struct fota_state, durable) + sizeof(uint32_t) == sizeof(struct fota_state) ? 1 : -1];
 
 /*
- * Chooses where the download starts (9.1) and gets the slot, the state
- * record and the running hash ready for it.
+ * The image a resume point is of: the verified one waiting for a reboot,
+ * else the download in progress (size 0 if none).
+ */
+static const struct fota_image *resume_image(const struct fota_state *st)
+{
+	return st->pending.size != 0 ? &st->pending : &st->resume;
+}
+
+/*
+ * 4.1, 9.1: writes the Hello's resume point at p (offset u32 || the first
+ * 8 bytes of the image's SHA-256; 0 and zeros for none) and keeps the
+ * offset in ctx->start until the Offer says whether the gateway streams
+ * from it. A pending image is named whole. A download is named up to its
+ * durable offset, backed off to the sector's start when bytes past it in
+ * that sector may have been programmed before a cut: rewriting them would
+ * need an erase, which takes the start of the sector with it.
+ */
+static enum fota_err resume_point(struct fota_ctx *ctx, uint8_t *p)
+{
+	const struct fota_image *img = resume_image(&ctx->st);
+	uint32_t off = ctx->st.pending.size != 0 ? img->size : ctx->st.durable;
+	enum fota_err err;
+	int clean = 0;
+
+	if (off < img->size && off % FOTA_SECTOR_SIZE != 0) {
+		/* scan_slot hashes what it reads: into a hash started here,
+		 * which the Offer's prepare starts afresh. */
+		fota_sha256_init(&ctx->w.rx.sha);
+		if (off % WORD == 0 &&
+		    (err = scan_slot(ctx, off, (off | (FOTA_SECTOR_SIZE - 1)) + 1, &clean)) != FOTA_OK) {
+			return err;
+		}
+		if (!clean) {
+			off &= ~(uint32_t)(FOTA_SECTOR_SIZE - 1);
+		}
+	}
+	fota_store32_be(p, off);
+	if (off != 0) {   /* else the ID stays zero, as fota_init left ctx->tx */
+		memcpy(p + 4, img->digest, RESUME_ID);
+	}
+	ctx->start = off;
+	return FOTA_OK;
+}
+
+/*
+ * Gets the slot, the state record and the running hash ready for the
+ * download from ctx->start, where the gateway already streams from (4.1).
  */
 static enum fota_err prepare(struct fota_ctx *ctx)
 {
 	struct fota_state *st = &ctx->st;
 	const struct fota_manifest *m = &ctx->m;
-	uint32_t start, every = ack_every(ctx);
+	uint32_t start = ctx->start, every = ack_every(ctx);
 	enum fota_err err;
 	int save = 1;   /* the state record changes */
 
-	if (same_image(&st->pending, m)) {
-		/* Already here and verified, waiting for a reboot: take the
-		 * empty Final, verify again and report, so the gateway learns. */
-		start = m->size;
-		save = 0;
-	} else if (same_image(&st->resume, m) && st->durable <= m->size) {
-		start = st->durable;
-		if (start < m->size && start % FOTA_SECTOR_SIZE != 0) {
-			/* Bytes past the durable offset in its sector may have been
-			 * programmed before the cut; rewriting them would need an
-			 * erase, which takes the start of the sector with it. */
-			int clean = 0;
-
-			if (start % WORD == 0 &&
-			    (err = scan_slot(ctx, start, (start | (FOTA_SECTOR_SIZE - 1)) + 1,
-			                     &clean)) != FOTA_OK) {
-				return err;
-			}
-			if (!clean) {
-				start &= ~(uint32_t)(FOTA_SECTOR_SIZE - 1);
-			}
-		}
-		save = start != st->durable || st->resume.seq != m->seq;
-	} else {
+	if (start == 0) {
 		/* A new image: recorded before the first erase, so the state
 		 * never claims bytes the slot no longer holds. A pending image
 		 * is about to be overwritten, so it goes too. */
-		start = 0;
 		memset(&st->pending, 0, sizeof st->pending);
+	} else if (st->pending.size != 0) {
+		/* The pending image, named whole (start is its size): take the
+		 * empty Final, verify again and report, so the gateway learns. */
+		save = 0;
+	} else {
+		/* The download named, from the offset fota_start found safe. */
+		save = start != st->durable || st->resume.seq != m->seq;
 	}
 	if (save) {
 		/* For a resume, size and digest are this image's already. */
@@ -582,7 +617,7 @@ static enum fota_err prepare(struct fota_ctx *ctx)
 	if ((err = hash_slot(ctx, start)) != FOTA_OK) {
 		return err;
 	}
-	ctx->start = ctx->pos = ctx->written = ctx->durable = start;
+	ctx->pos = ctx->written = ctx->durable = start;
 	/* Rounded up to a sector: start <= slot_size, a multiple of it. */
 	ctx->erased_to = (start + FOTA_SECTOR_SIZE - 1) & ~(uint32_t)(FOTA_SECTOR_SIZE - 1);
 	ctx->next_commit = start - start % every > UINT32_MAX - every ? UINT32_MAX :
@@ -639,6 +674,7 @@ static enum fota_err parse_manifest(struct fota_ctx *ctx, const uint8_t *p, size
 {
 	const struct fota_config *cfg = ctx->cfg;
 	struct fota_manifest *m = &ctx->m;
+	const struct fota_image *named = resume_image(&ctx->st);
 	size_t cl;
 	uint8_t flags;
 
@@ -663,6 +699,11 @@ static enum fota_err parse_manifest(struct fota_ctx *ctx, const uint8_t *p, size
 	if (m->chunk < FOTA_MIN_PAYLOAD || m->chunk > FOTA_PAYLOAD_LIMIT) {
 		return FOTA_ERR_BAD_CHUNK;
 	}
+	/* 4.1: the gateway streams from the resume point the Hello named if
+	 * this is its image by the ID, else from 0. */
+	if (ctx->start > m->size || memcmp(named->digest, m->digest, RESUME_ID) != 0) {
+		ctx->start = 0;
+	}
 
 	/* Without FOTA_WITH_ED25519 the signature (flags bit 0) is not
 	 * checked: the device trusts the gateway for the image (7.1). */
@@ -680,6 +721,13 @@ static enum fota_err parse_manifest(struct fota_ctx *ctx, const uint8_t *p, size
 	} else if (!vendor_signed(cfg, p, cl)) {
 		*refuse = FOTA_ERR_BAD_SIGNATURE;
 #endif
+	} else if (ctx->start != 0 && !same_image(named, m)) {
+		/* The ID matched, the image did not (4.1): the gateway streams
+		 * from an offset the slot does not hold for it. Forget the resume
+		 * point (pending, resume, durable: the state's tail), so the
+		 * next Hello names none and that session starts from 0. */
+		memset(&ctx->st.pending, 0, sizeof ctx->st - offsetof(struct fota_state, pending));
+		refuse = save_state(ctx) != FOTA_OK ? FOTA_ERR_FLASH : FOTA_ERR_DECLINED;
 	}
 	return FOTA_OK;
 }
@@ -1021,12 +1069,15 @@ enum fota_event fota_start(struct fota_ctx *ctx)
 		return fail(ctx, FOTA_ERR_COUNTER_EXHAUSTED);
 	}
 	ctx->st.boot_counter++;
-	if (save_state(ctx) != FOTA_OK) {
+	/* The resume point reads the slot; it goes straight to its place in
+	 * the Hello, after max_payload. */
+	if (save_state(ctx) != FOTA_OK ||
+	    resume_point(ctx, p + 6 + ctx->id_len + NONCE_SIZE + 6) != FOTA_OK) {
 		return fail(ctx, FOTA_ERR_FLASH);
 	}
 
 	/* 4.1: version | suite | id_len | device_id | Nd | running_seq |
-	 * max_payload | mac1 */
+	 * max_payload | resume_offset | resume_id | mac1 */
 	p[0] = T_HELLO;
 	put16(p + 1, HELLO_FIXED + ctx->id_len);
 	p[3] = VERSION;

@@ -54,9 +54,12 @@ static int p_write(void *arg, uint32_t off, const uint8_t *d, size_t n)
 	return 0;
 }
 
+static int read_fails;   /* the next flash_read fails */
+
 static int p_read(void *arg, uint32_t off, uint8_t *b, size_t n)
 {
 	(void)arg;
+	if (read_fails) return -1;
 	if (off % 4 || n % 4 || ((size_t)b & 3) || off + n > SLOT) return -1;
 	memcpy(b, slot + off, n);
 	return 0;
@@ -344,18 +347,182 @@ static void test_hello(void)
 	/* 9.2: the counter was durable before the random half of Nd was drawn. */
 	CHECK(boot_seen_by_rng == 42 && stored.boot_counter == 42, "boot counter saved before the Hello");
 	tx = fota_tx(&ctx, &n);
-	CHECK(n == 3 + 41 + 5, "Hello length");
-	CHECK(tx[0] == 0x01 && tx[1] == 0 && tx[2] == 46 && tx[3] == 1 && tx[4] == 1 && tx[5] == 5 &&
+	CHECK(n == 3 + 53 + 5 && n <= FOTA_TX_SIZE, "Hello length");
+	CHECK(tx[0] == 0x01 && tx[1] == 0 && tx[2] == 58 && tx[3] == 1 && tx[4] == 1 && tx[5] == 5 &&
 	      memcmp(tx + 6, "dev-1", 5) == 0, "Hello header, version, suite, ID");
 	CHECK(tx[11] == 0xa5 && tx[22] == 0xa5 && fota_load32_be(tx + 23) == 42,
 	      "Nd = random [12] || boot_counter");
 	CHECK(fota_load32_be(tx + 27) == 0x01020304 && get16(tx + 31) == 64,
 	      "running sequence and max payload");
+	CHECK(fota_load32_be(tx + 33) == 0 && fota_load32_be(tx + 37) == 0 &&
+	      fota_load32_be(tx + 41) == 0, "no resume point: offset 0 and a zero ID");
 
 	stored.boot_counter = UINT32_MAX;
 	fota_init(&ctx, &c);
 	CHECK(fota_start(&ctx) == FOTA_EV_ERROR && fota_error(&ctx) == FOTA_ERR_COUNTER_EXHAUSTED,
 	      "no Hello once the boot counter is spent");
+}
+
+/* The digest of the images the resume tests name: byte i is 0x40 + i. */
+static void set_digest(uint8_t *d)
+{
+	size_t i;
+
+	for (i = 0; i < FOTA_DIGEST_SIZE; i++) d[i] = (uint8_t)(0x40 + i);
+}
+
+/*
+ * 4.1, 9.1: the resume point in the Hello (offset at tx[33], ID after
+ * it) and in ctx->start, from the stored state and what the slot holds
+ * past the durable offset.
+ */
+static void test_resume_point_in_hello(void)
+{
+	static struct fota_ctx ctx;
+	struct fota_config c = config();
+	static const struct {
+		const char *what;
+		uint32_t pending, resume, durable;
+		uint32_t dirty;    /* a programmed byte at this offset; 0: none */
+		uint32_t want;     /* the offset named; its ID is set_digest's */
+	} cases[] = {
+		{ "nothing to resume", 0, 0, 0, 0, 0 },
+		{ "a download with nothing durable names nothing", 0, 9000, 0, 0, 0 },
+		{ "a pending image, whole", 5000, 0, 0, 0, 5000 },
+		{ "a pending image before a download's record", 5000, 9000, 4096, 0, 5000 },
+		{ "durable at a sector boundary", 0, 9000, 8192, 8192, 8192 },
+		{ "durable inside a sector, the rest erased", 0, 9000, 4196, 0, 4196 },
+		{ "durable inside a sector, a byte past it programmed", 0, 9000, 4196, 8191, 4096 },
+		{ "durable inside a sector, right past it programmed", 0, 9000, 4196, 4196, 4096 },
+		{ "durable inside the first sector, the rest dirty", 0, 9000, 700, 4000, 0 },
+		{ "durable not on a word: backed off", 0, 9000, 4197, 0, 4096 },
+		{ "durable at the end: nothing to check", 0, 5001, 5001, 5001, 5001 },
+	};
+	size_t i, n;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const uint8_t *tx;
+		uint8_t id[8];
+
+		memset(slot, 0xff, sizeof slot);
+		if (cases[i].dirty != 0) slot[cases[i].dirty] = 0x00;
+		memset(&stored, 0, sizeof stored);
+		stored.pending.size = cases[i].pending;
+		set_digest(stored.pending.digest);
+		stored.pending.digest[0] = 0x99;   /* tells the two records apart */
+		stored.resume.size = cases[i].resume;
+		set_digest(stored.resume.digest);
+		stored.durable = cases[i].durable;
+		fota_init(&ctx, &c);
+		CHECK(fota_start(&ctx) == FOTA_EV_SEND, cases[i].what);
+		tx = fota_tx(&ctx, &n);
+		memset(id, 0, sizeof id);
+		if (cases[i].want != 0) {
+			memcpy(id, cases[i].pending ? stored.pending.digest : stored.resume.digest, 8);
+		}
+		CHECK(n == 61 && fota_load32_be(tx + 33) == cases[i].want &&
+		      memcmp(tx + 37, id, 8) == 0 && ctx.start == cases[i].want, cases[i].what);
+	}
+
+	/* The slot cannot be read: no Hello, as with any flash failure. */
+	memset(&stored, 0, sizeof stored);
+	stored.resume.size = 9000;
+	stored.durable = 4196;
+	read_fails = 1;
+	fota_init(&ctx, &c);
+	CHECK(fota_start(&ctx) == FOTA_EV_ERROR && fota_error(&ctx) == FOTA_ERR_FLASH &&
+	      stored.boot_counter == 1, "no Hello when the slot past the durable offset is unreadable");
+	read_fails = 0;
+}
+
+/* A manifest (4.3) of an unsigned image of this device's class. */
+static size_t manifest(uint8_t *p, uint32_t seq, uint32_t size, const uint8_t *digest)
+{
+	fota_store32_be(p, seq);
+	fota_store32_be(p + 4, size);
+	put16(p + 8, 64);
+	p[10] = 10;
+	memcpy(p + 11, "esp8266-4m", 10);
+	memcpy(p + 21, digest, FOTA_DIGEST_SIZE);
+	p[53] = 0;
+	return 54;
+}
+
+/*
+ * 4.1: the offered image decides where the stream starts. By the ID
+ * alone when it is another image; the whole digest must then match, or
+ * the offer is declined and the resume point forgotten, so the next
+ * session starts from 0.
+ */
+static void test_resume_start_and_stale_refusal(void)
+{
+	static struct fota_ctx ctx;
+	struct fota_config c = config();
+	static const struct {
+		const char *what;
+		uint32_t size;     /* offered */
+		uint8_t flip;      /* offered digest byte flipped (its index + 1); 0: none */
+		uint32_t start;
+		enum fota_event ev;
+	} cases[] = {
+		{ "the named image resumes at its offset", 9000, 0, 4196, FOTA_EV_OFFER },
+		{ "another image (another ID) starts at 0", 9000, 1, 0, FOTA_EV_OFFER },
+		{ "the ID's last byte differs: another image", 9000, 8, 0, FOTA_EV_OFFER },
+		{ "an image shorter than the offset starts at 0", 4000, 0, 0, FOTA_EV_OFFER },
+		{ "the same ID, another digest: declined", 9000, 9, 4196, FOTA_EV_SEND },
+		{ "the same ID and digest, another size: declined", 9001, 0, 4196, FOTA_EV_SEND },
+	};
+	uint8_t m[64], digest[FOTA_DIGEST_SIZE];
+	size_t i, used, n;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int refused = cases[i].ev == FOTA_EV_SEND;
+
+		memset(slot, 0xff, sizeof slot);
+		memset(&stored, 0, sizeof stored);
+		stored.resume.seq = 4;
+		stored.resume.size = 9000;
+		set_digest(stored.resume.digest);
+		stored.durable = 4196;
+		fota_init(&ctx, &c);
+		CHECK(fota_start(&ctx) == FOTA_EV_SEND && ctx.start == 4196, cases[i].what);
+		set_digest(digest);
+		if (cases[i].flip) digest[cases[i].flip - 1] ^= 0x01;
+		n = manifest(m, 4, cases[i].size, digest);
+		CHECK(on_manifest(&ctx, m, n) == cases[i].ev && ctx.start == cases[i].start, cases[i].what);
+		if (!refused) {
+			/* The Accept (sealed: see the Go tests for its offset) and
+			 * the slot are for exactly that start. */
+			CHECK(fota_feed(&ctx, NULL, 0, &used) == FOTA_EV_SEND && ctx.state == S_RECEIVE &&
+			      ctx.start == cases[i].start && ctx.pos == cases[i].start &&
+			      stored.durable == cases[i].start, cases[i].what);
+			continue;
+		}
+		CHECK(fota_error(&ctx) == FOTA_ERR_DECLINED && stored.resume.size == 0 &&
+		      stored.durable == 0 && stored.pending.size == 0 && stored.boot_counter == 1,
+		      "a stale resume point is declined and forgotten");
+		/* The next session names nothing, so the offer starts at 0. */
+		fota_init(&ctx, &c);
+		CHECK(fota_start(&ctx) == FOTA_EV_SEND && ctx.start == 0 &&
+		      fota_load32_be(ctx.tx + 33) == 0, "after a stale refusal the Hello names nothing");
+		CHECK(on_manifest(&ctx, m, n) == FOTA_EV_OFFER && ctx.start == 0,
+		      "after a stale refusal the offer starts at 0");
+	}
+
+	/* A stale pending image goes too; a failing save is flash_error. */
+	memset(&stored, 0, sizeof stored);
+	stored.pending.seq = 4;
+	stored.pending.size = 9000;
+	set_digest(stored.pending.digest);
+	fota_init(&ctx, &c);
+	CHECK(fota_start(&ctx) == FOTA_EV_SEND && ctx.start == 9000, "a pending image named whole");
+	set_digest(digest);
+	digest[31] ^= 1;
+	n = manifest(m, 5, 9000, digest);
+	CHECK(on_manifest(&ctx, m, n) == FOTA_EV_SEND && fota_error(&ctx) == FOTA_ERR_DECLINED &&
+	      stored.pending.size == 0, "a stale pending image is declined and forgotten");
+	(void)fota_tx(&ctx, &n);
+	CHECK(n == 3 + 5 + 16, "the refusal is an Accept");
 }
 
 int main(void)
@@ -368,5 +535,7 @@ int main(void)
 	test_wiped_at_end();
 	test_misuse();
 	test_hello();
+	test_resume_point_in_hello();
+	test_resume_start_and_stale_refusal();
 	return check_summary();
 }

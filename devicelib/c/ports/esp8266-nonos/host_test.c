@@ -337,6 +337,7 @@ static void test_session(void)
 	                   *accept = get("accept"), *data = get("data"), *ack = get("ack"),
 	                   *report = get("report"), *image = get("image");
 	static char id[32], cls[32];
+	static uint8_t early[FOTA_MAX_OFFER_BODY + 3 + 100];
 	const uint8_t ip[4] = { 127, 0, 0, 1 };
 	struct fota_state st;
 	size_t off;
@@ -361,17 +362,20 @@ static void test_session(void)
 	CHECK(timer_armed && timer_ms == FOTA_ESP8266_IDLE_MS, "the idle timeout runs");
 	deliver_sent(&port.conn);
 
-	/* The Offer in two pieces. */
+	/* The Offer in two pieces, the second with the first stream bytes
+	 * behind it: the gateway sends them before it has the Accept (4.4). */
 	sent_len = 0;
 	deliver_recv(&port.conn, offer->b, 50);
 	CHECK(sent_len == 0, "nothing sent on half an Offer");
-	deliver_recv(&port.conn, offer->b + 50, offer->n - 50);
+	memcpy(early, offer->b + 50, offer->n - 50);
+	memcpy(early + offer->n - 50, data->b, 100);
+	deliver_recv(&port.conn, early, offer->n - 50 + 100);
 	CHECK(sent_len == accept->n && memcmp(sent, accept->b, accept->n) == 0, "the Accept is the vector's");
 	deliver_sent(&port.conn);
 
-	/* The stream in pieces of 100 bytes, as TCP might deliver it. */
+	/* The rest of the stream in pieces of 100 bytes, as TCP might deliver it. */
 	sent_len = 0;
-	for (off = 0; off < data->n; off += 100) {
+	for (off = 100; off < data->n; off += 100) {
 		size_t n = data->n - off < 100 ? data->n - off : 100;
 
 		deliver_recv(&port.conn, data->b + off, n);
