@@ -30,6 +30,9 @@ func TestCBuildForTakesTheSmallestBuildThatHoldsTheChunk(t *testing.T) {
 
 // A chunk below its build's limit is announced by the device (--max-payload): the gateway
 // then sends exactly that chunk, which the meter sees as data frames of 128 + 19 bytes.
+// Counted in all the gateway sent: the first 16 KiB of frames go out behind the Offer,
+// before the Accept that marks the meter's end of the handshake (PROTOCOL.md 4.4), and a
+// 256-byte chunk would still fall short (160 frames of 275 bytes).
 func TestFotagateCAnnouncesAChunkBelowItsBuild(t *testing.T) {
 	img := make([]byte, 40<<10)
 	ss := &sessions{ch: make(chan struct{}, 4)}
@@ -53,7 +56,7 @@ func TestFotagateCAnnouncesAChunkBelowItsBuild(t *testing.T) {
 		t.Fatal("the server never ended the session")
 	}
 	// 320 data frames of 128 bytes, each with 19 bytes of header and tag.
-	if data := ss.s[0].BytesOut - ss.s[0].HandshakeOut; data < int64(len(img)/128*(128+19)) {
+	if data := ss.s[0].BytesOut; data < int64(len(img)/128*(128+19)) {
 		t.Errorf("%d bytes of data frames for %d bytes in 128-byte chunks", data, len(img))
 	}
 }
