@@ -727,7 +727,7 @@ static enum fota_err parse_manifest(struct fota_ctx *ctx, const uint8_t *p, size
 		 * point (pending, resume, durable: the state's tail), so the
 		 * next Hello names none and that session starts from 0. */
 		memset(&ctx->st.pending, 0, sizeof ctx->st - offsetof(struct fota_state, pending));
-		refuse = save_state(ctx) != FOTA_OK ? FOTA_ERR_FLASH : FOTA_ERR_DECLINED;
+		*refuse = save_state(ctx) != FOTA_OK ? FOTA_ERR_FLASH : FOTA_ERR_DECLINED;
 	}
 	return FOTA_OK;
 }
