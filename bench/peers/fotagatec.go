@@ -3,6 +3,8 @@ package peers
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -171,16 +173,22 @@ func memDir() string {
 
 // fotadevBuildDir is where the bench builds fotadev-c: the harness's child gets it from the
 // environment, everything else uses the user's cache directory, so a later run finds the
-// binaries built.
+// binaries built. Each source tree has a directory of its own there: make judges a binary by
+// timestamps only, so two checkouts sharing one would run each other's device code.
 func fotadevBuildDir() (string, error) {
 	if dir := os.Getenv(fotadevDirEnv); dir != "" {
 		return dir, nil
+	}
+	src, err := cSourceDir()
+	if err != nil {
+		return "", err
 	}
 	base, err := os.UserCacheDir()
 	if err != nil {
 		base = os.TempDir()
 	}
-	return filepath.Join(base, "fotabench", "fotadev-c"), nil
+	tree := sha256.Sum256([]byte(src))
+	return filepath.Join(base, "fotabench", "fotadev-c", hex.EncodeToString(tree[:6])), nil
 }
 
 // fotadevBinary builds fotadev-c-<build> if it is missing or older than its sources and

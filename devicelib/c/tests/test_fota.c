@@ -449,6 +449,25 @@ static size_t manifest(uint8_t *p, uint32_t seq, uint32_t size, const uint8_t *d
 }
 
 /*
+ * What on_offer does with the opened manifest of an image offer: a
+ * syntax error ends the session, a refusal goes out in the Accept, else
+ * the application is asked.
+ */
+static enum fota_event on_manifest(struct fota_ctx *ctx, const uint8_t *p, size_t n)
+{
+	enum fota_err refuse = FOTA_OK, err = parse_manifest(ctx, p, n, &refuse);
+
+	if (err != FOTA_OK) {
+		return fail(ctx, err);
+	}
+	if (refuse != FOTA_OK) {
+		return send_accept(ctx, refuse, 0, FOTA_EV_ERROR);
+	}
+	ctx->state = S_OFFERED;
+	return FOTA_EV_OFFER;
+}
+
+/*
  * 4.1: the offered image decides where the stream starts. By the ID
  * alone when it is another image; the whole digest must then match, or
  * the offer is declined and the resume point forgotten, so the next
