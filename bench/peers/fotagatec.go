@@ -58,9 +58,8 @@ func (FotagateC) About() string {
 	return "fotagate protocol from the real gateway/server, as `fotagate`, to the C device: devicelib/c's posix port " +
 		"(fotadev-c-N, gcc -O2, N the smallest compiled chunk limit of 64/256/512/1024/4096 that holds the chunk; " +
 		"below it the device announces the chunk with --max-payload); Acks every " + sizeName(devicelib.DefaultAckEvery) +
-		" like the Go device; its slot and state files are on tmpfs (/dev/shm), as the Go device's are in memory. fotadev-c reports no timings, so the time is the subprocess's wall time: from before " +
-		"its start (it dials at once) to its exit, which adds process start, the read-back check of the slot and the exit " +
-		"to what the Go device counts; no time to first byte. On loopback the port's file flash (a pread and a pwrite per program, " +
+		" like the Go device; its slot and state files are on tmpfs (/dev/shm), as the Go device's are in memory. Times are the device's own " +
+		"(fotadev-c --json: from just before its dial to its first and its last image byte stored), as the Go device counts them. On loopback the port's file flash (a pread and a pwrite per program, " +
 		"as it keeps NOR rules) is most of the device's time. Under +flash, fotadev-c's --flash-timing charges the slot's " +
 		"erases and pages and an erase and a page per state save, as the Go device here is charged"
 }
@@ -103,6 +102,10 @@ type cResult struct {
 	Size     uint32 `json:"size"`
 	Received uint32 `json:"received"`
 	Reason   string `json:"reason"`
+	// Seconds from just before the device's dial to its first and its last image byte
+	// stored: the device's own clock, as the Go device's figures are.
+	FirstByte float64 `json:"first_byte_s"`
+	LastByte  float64 `json:"last_byte_s"`
 }
 
 // Fetch runs fotadev-c once against the gateway with a fresh key file, slot and state in a
@@ -157,8 +160,13 @@ func (FotagateC) Fetch(ctx context.Context, f FetchConfig) (Fetched, error) {
 	if int(r.Size) > len(img) {
 		return Fetched{}, fmt.Errorf("fotagate-c: slot of %d bytes for a %d-byte image", len(img), r.Size)
 	}
-	return Fetched{Image: img[:r.Size], Elapsed: elapsed}, nil
+	if r.LastByte <= 0 || r.FirstByte <= 0 || r.FirstByte > r.LastByte || r.LastByte > elapsed.Seconds() {
+		return Fetched{}, fmt.Errorf("fotagate-c: timings %.6f s to the first byte and %.6f s to the last, within a run of %v", r.FirstByte, r.LastByte, elapsed)
+	}
+	return Fetched{Image: img[:r.Size], Elapsed: seconds(r.LastByte), FirstByte: seconds(r.FirstByte)}, nil
 }
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 // memDir is where fotadev-c's slot and state files go: tmpfs when the machine has one, where
 // the port's fsync at every durable point costs nothing, as the Go device's MemFlash and

@@ -100,17 +100,19 @@ func newCDevice(t *testing.T, bin, id string, psk [32]byte) *cDevice {
 
 // result is fotadev-c's --json output.
 type result struct {
-	DeviceID    string `json:"device_id"`
-	Outcome     string `json:"outcome"`
-	Seq         uint32 `json:"seq"`
-	Size        uint32 `json:"size"`
-	SHA256      string `json:"sha256"`
-	ResumedFrom uint32 `json:"resumed_from"`
-	Received    uint32 `json:"received"`
-	Running     uint32 `json:"running"`
-	Pending     uint32 `json:"pending"`
-	BootCounter uint32 `json:"boot_counter"`
-	Reason      string `json:"reason"`
+	DeviceID    string  `json:"device_id"`
+	Outcome     string  `json:"outcome"`
+	Seq         uint32  `json:"seq"`
+	Size        uint32  `json:"size"`
+	SHA256      string  `json:"sha256"`
+	ResumedFrom uint32  `json:"resumed_from"`
+	Received    uint32  `json:"received"`
+	Running     uint32  `json:"running"`
+	Pending     uint32  `json:"pending"`
+	BootCounter uint32  `json:"boot_counter"`
+	Reason      string  `json:"reason"`
+	FirstByte   float64 `json:"first_byte_s"`
+	LastByte    float64 `json:"last_byte_s"`
 }
 
 // run runs one session against addr and returns the JSON result and the exit status.
@@ -176,11 +178,15 @@ func TestInteropFotadevCInstallsFromGoGateway(t *testing.T) {
 				r.Running != interopSeq || r.BootCounter != 1 {
 				t.Fatalf("exit %d, result %+v", code, r)
 			}
+			// The device's own timings, which the bench reports for it.
+			if r.FirstByte <= 0 || r.LastByte < r.FirstByte || r.LastByte > 60 {
+				t.Fatalf("first byte at %v s, last at %v s", r.FirstByte, r.LastByte)
+			}
 			if !bytes.Equal(d.slot(t, len(img)), img) {
 				t.Fatal("the slot file does not hold the image")
 			}
 			// Confirmed: the next session finds nothing newer.
-			if r, code := d.run(t, addr); code != 0 || r.Outcome != "up_to_date" || r.BootCounter != 2 {
+			if r, code := d.run(t, addr); code != 0 || r.Outcome != "up_to_date" || r.BootCounter != 2 || r.FirstByte != 0 {
 				t.Fatalf("second run: exit %d, result %+v", code, r)
 			}
 		})
