@@ -197,6 +197,14 @@ func New(cfg Config, devices Devices, catalog Catalog, rec Recorder, log *zap.Lo
 	return s, nil
 }
 
+// ListenConfig is how to make the listener Serve takes: without TCP keep-alive, which the
+// net package otherwise turns on for every accepted connection (15 s probes), at four
+// setsockopt calls each. A session needs no probes: from the accept on, every wait has a
+// deadline (HandshakeTimeout, then IdleTimeout), which cuts a vanished device sooner.
+func ListenConfig() *net.ListenConfig {
+	return &net.ListenConfig{KeepAlive: -1}
+}
+
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
