@@ -197,6 +197,36 @@ type FinalWatcher interface {
 	FinalWritten()
 }
 
+// PendingReader is a stream that can hand over what has arrived without waiting for more.
+// Stream then reads the device's frames itself, between its writes, instead of on a
+// goroutine of its own: that goroutine costs a session a stack, and each Ack or pair of Acks
+// a wake-up of it and of a thread to run it, which on a gateway streaming to a hundred
+// devices over loopback cost more than all of its reads (gateway/server
+// BenchmarkAggregateThroughput). The gateway server's connections are PendingReaders.
+type PendingReader interface {
+	// ReadPending reads up to len(p) bytes that have arrived, without waiting: 0 and nil
+	// when nothing has.
+	ReadPending(p []byte) (int, error)
+}
+
+// pendingEvery is how many bytes Stream writes between two looks at what a PendingReader
+// has: Acks come every 32 KiB by default, and a look costs a syscall, as much as sealing
+// 2-4 KiB. Progress is then seen in steps of 64 KiB at most, as with the gateway server's
+// Acks gathered in pairs before.
+//
+// Between looks the device's frames wait in the kernel, and while a write blocks (the
+// device reads slowly) nothing looks. A device that Acks often enough could fill the
+// gateway's receive buffer and its own send buffer during one such write and then stop
+// reading, blocked on its next Ack, while the gateway waits for it to read: the spec leaves
+// the Ack rate to the device. So a look that finds more than busyLook bytes (Acks more often
+// than every 2 KiB written) hands the reading to a goroutine for the rest of the stream;
+// below that rate, what piles up during a write of even a 4 MiB send buffer is a few dozen
+// KiB, far less than the kernel holds.
+const (
+	pendingEvery = 64 << 10
+	busyLook     = pendingEvery / (2 << 10) * (HeaderSize + AckBody)
+)
+
 // Stream sends the image from the accepted offset to the Final, packing as many frames as fit
 // into wbuf per Write (wbuf must hold at least one frame), while reading the device's Acks
 // (passed to onAck, which may be nil) until its Report, which it returns. On an error the
@@ -245,20 +275,66 @@ type AcceptWatcher interface {
 // and reads the Accept first: onAck gets it as a DeviceMessage of type TypeAccept before any
 // Ack, and the frames past the early window wait for it. A refusal ends the stream with that
 // message and an authenticated *PeerError.
+//
+// Over a PendingReader it reads the device's frames between writes (every pendingEvery
+// bytes), and with blocking reads while it waits for the Accept and once the Final is out;
+// over any other stream a goroutine reads them while the image goes out.
 func (c *GatewayConn) StreamWith(img io.ReaderAt, bufs WriteBuffers, onAck func(DeviceMessage)) (DeviceMessage, error) {
 	s := c.sess
 	if s == nil {
 		return DeviceMessage{}, fmt.Errorf("%w: no data session", ErrUnexpectedMessage)
 	}
-	done := make(chan streamResult, 1)
-	var accepted chan struct{}
+	d := &deviceFrames{c: c, s: s, buf: c.out[:], onAck: onAck} // the Offer is long sent
 	if !s.Accepted() {
-		accepted = make(chan struct{})
+		d.accepted = make(chan struct{})
 	}
-	go c.readDevice(onAck, accepted, done)
-	r, early := c.sendImage(img, bufs, accepted, done)
-	if !early {
+	var done chan streamResult // the reader goroutine's result, once there is one
+	reader := func() {
+		ch := make(chan streamResult, 1)
+		go func() { r, _ := d.readUntil(c.rw, false); ch <- r }()
+		done = ch
+	}
+	pr, looks := c.rw.(PendingReader)
+	if !looks {
+		reader()
+	}
+	unseen := 0 // bytes written since the last look
+	r, early := c.sendImage(img, bufs, func() (streamResult, bool) {
+		if done == nil { // read until the Accept is taken
+			return d.readUntil(c.rw, true)
+		}
+		select {
+		case <-d.accepted:
+			return streamResult{}, false
+		case r := <-done: // a refusal, or the connection ended before the Accept
+			return r, true
+		}
+	}, func(wrote int) (streamResult, bool) {
+		if done != nil {
+			select {
+			case r := <-done:
+				return r, true
+			default:
+				return streamResult{}, false
+			}
+		}
+		// After the Final, readUntil takes what has arrived with its first read.
+		if unseen += wrote; unseen < pendingEvery || s.Done() {
+			return streamResult{}, false
+		}
+		unseen = 0
+		r, end, took := d.readPending(pr)
+		if !end && took > busyLook {
+			reader()
+		}
+		return r, end
+	})
+	switch {
+	case early:
+	case done != nil:
 		r = <-done
+	default:
+		r, _ = d.readUntil(c.rw, false)
 	}
 	return r.msg, r.err
 }
@@ -270,10 +346,11 @@ type streamResult struct {
 
 // sendImage writes the frames from the session's offset through the Final, with a buffer
 // from bufs for each write, which it releases before it returns. Past the early window it
-// waits for accepted to close (a nil channel means accepted already). It returns early (true)
-// with the reader's result when the device spoke first (a refusal, an Alert, a broken stream)
-// or with an error of its own.
-func (c *GatewayConn) sendImage(img io.ReaderAt, bufs WriteBuffers, accepted <-chan struct{}, done <-chan streamResult) (r streamResult, early bool) {
+// calls accept, which returns once the device's Accept is taken, or true with what ended the
+// stream instead. After each write it asks spoke, with the bytes written, whether the device
+// has said something that ends the stream. It returns early (true) with that (a refusal, an
+// Alert, a broken stream) or with an error of its own.
+func (c *GatewayConn) sendImage(img io.ReaderAt, bufs WriteBuffers, accept func() (streamResult, bool), spoke func(wrote int) (streamResult, bool)) (r streamResult, early bool) {
 	s := c.sess
 	var wbuf []byte
 	defer func() { bufs.Release(wbuf) }()
@@ -281,9 +358,7 @@ func (c *GatewayConn) sendImage(img io.ReaderAt, bufs WriteBuffers, accepted <-c
 		if !s.MayAppend() {
 			bufs.Release(wbuf) // a device may take long to answer: hold nothing meanwhile
 			wbuf = nil
-			select {
-			case <-accepted:
-			case r := <-done: // a refusal, or the connection ended before the Accept
+			if r, ended := accept(); ended {
 				return r, true
 			}
 		}
@@ -300,13 +375,11 @@ func (c *GatewayConn) sendImage(img io.ReaderAt, bufs WriteBuffers, accepted <-c
 		if fw, ok := c.rw.(FinalWatcher); ok && s.Done() {
 			fw.FinalWritten()
 		}
-		select {
-		case r := <-done: // the device spoke: its Report if the Final just went, else early
+		if r, ok := spoke(len(out)); ok { // its Report if the Final just went, else early
 			if r.err == nil && !s.Done() {
 				r.err = fmt.Errorf("%w: Report before the Final", ErrUnexpectedMessage)
 			}
 			return r, true
-		default:
 		}
 	}
 	return streamResult{}, false
@@ -336,60 +409,101 @@ func (c *GatewayConn) fill(img io.ReaderAt, wbuf []byte) ([]byte, error) {
 	return out, nil
 }
 
-// readDevice reads the device's frames during the stream, as many per read as have arrived,
-// until its Report, an error or the end of the connection, and passes the result on done.
-// With accepted set, the first frame must be the Accept; accepted is closed once it is ok.
-func (c *GatewayConn) readDevice(onAck func(DeviceMessage), accepted chan<- struct{}, done chan<- streamResult) {
-	s := c.sess
-	buf := c.out[:] // the Offer is long sent
-	have := 0
-	for {
-		n, err := c.rw.Read(buf[have:])
-		have += n
-		at := 0
-		for have-at >= HeaderSize { // every whole frame read so far, in order
-			body := int(binary.BigEndian.Uint16(buf[at+1 : at+3]))
-			if body > max(ReportBody, AcceptBody) {
-				done <- streamResult{err: fmt.Errorf("%w: %s body of %d bytes, limit %d", ErrFrameTooLarge, TypeName(buf[at]), body, max(ReportBody, AcceptBody))}
-				return
-			}
-			if have-at < HeaderSize+body {
-				break
-			}
-			frame := buf[at : at+HeaderSize+body]
-			at += HeaderSize + body
-			if accepted != nil {
-				msg, ferr := c.openAccept(frame)
-				if ferr != nil {
-					done <- streamResult{msg, ferr}
-					return
-				}
-				close(accepted)
-				accepted = nil
-				if aw, ok := c.rw.(AcceptWatcher); ok {
-					aw.AcceptOpened()
-				}
-				if onAck != nil {
-					onAck(msg)
-				}
-				continue
-			}
-			msg, ferr := s.ReadDeviceFrame(frame)
-			if ferr != nil || msg.Type == TypeReport {
-				done <- streamResult{msg, ferr}
-				return
-			}
-			if onAck != nil {
-				onAck(msg)
-			}
+// deviceFrames gathers the device's frames during the stream from reads split anywhere, as
+// many per read as have arrived: the Accept first when the stream runs ahead of it (then
+// accepted is closed), then Acks, passed to onAck, up to the Report.
+type deviceFrames struct {
+	c        *GatewayConn
+	s        *GatewaySession
+	buf      []byte // holds every frame a device sends during the stream
+	have     int    // bytes of buf read and not yet taken
+	onAck    func(DeviceMessage)
+	accepted chan struct{} // nil when the session was accepted before the stream
+	taken    bool          // the Accept is taken (accepted is closed)
+}
+
+func (d *deviceFrames) isAccepted() bool { return d.accepted == nil || d.taken }
+
+// take takes n more bytes read into buf[have:]: every whole frame, in order. It returns
+// true with the result at a Report, an Alert, a refusal or a bad frame.
+func (d *deviceFrames) take(n int) (streamResult, bool) {
+	d.have += n
+	at := 0
+	for d.have-at >= HeaderSize {
+		body := int(binary.BigEndian.Uint16(d.buf[at+1 : at+3]))
+		if body > max(ReportBody, AcceptBody) {
+			return streamResult{err: fmt.Errorf("%w: %s body of %d bytes, limit %d", ErrFrameTooLarge, TypeName(d.buf[at]), body, max(ReportBody, AcceptBody))}, true
 		}
-		have = copy(buf, buf[at:have])
-		if err != nil {
-			if errors.Is(err, io.EOF) && have > 0 {
-				err = fmt.Errorf("%w: inside a %s frame", ErrTruncated, TypeName(buf[0]))
+		if d.have-at < HeaderSize+body {
+			break
+		}
+		frame := d.buf[at : at+HeaderSize+body]
+		at += HeaderSize + body
+		if !d.isAccepted() {
+			msg, err := d.c.openAccept(frame)
+			if err != nil {
+				return streamResult{msg, err}, true
 			}
-			done <- streamResult{err: eofIsTruncated(err)}
-			return
+			d.taken = true
+			close(d.accepted)
+			if aw, ok := d.c.rw.(AcceptWatcher); ok {
+				aw.AcceptOpened()
+			}
+			if d.onAck != nil {
+				d.onAck(msg)
+			}
+			continue
+		}
+		msg, err := d.s.ReadDeviceFrame(frame)
+		if err != nil || msg.Type == TypeReport {
+			return streamResult{msg, err}, true
+		}
+		if d.onAck != nil {
+			d.onAck(msg)
+		}
+	}
+	d.have = copy(d.buf, d.buf[at:d.have])
+	return streamResult{}, false
+}
+
+// broken is the result of a read that failed with err.
+func (d *deviceFrames) broken(err error) streamResult {
+	if errors.Is(err, io.EOF) && d.have > 0 {
+		err = fmt.Errorf("%w: inside a %s frame", ErrTruncated, TypeName(d.buf[0]))
+	}
+	return streamResult{err: eofIsTruncated(err)}
+}
+
+// readUntil reads the device's frames until its Report, an error or the end of the stream,
+// which it returns with true, or, with toAccept, until the Accept is taken (then false).
+func (d *deviceFrames) readUntil(r io.Reader, toAccept bool) (streamResult, bool) {
+	for !toAccept || !d.isAccepted() {
+		n, err := r.Read(d.buf[d.have:])
+		if res, done := d.take(n); done {
+			return res, true
+		}
+		if err != nil {
+			return d.broken(err), true
+		}
+	}
+	return streamResult{}, false
+}
+
+// readPending takes the device's frames that have arrived, without waiting for more, and
+// says how many bytes it read. It returns true with the result when they end the stream.
+func (d *deviceFrames) readPending(pr PendingReader) (r streamResult, end bool, read int) {
+	for {
+		space := len(d.buf) - d.have
+		n, err := pr.ReadPending(d.buf[d.have:])
+		read += n
+		if res, done := d.take(n); done {
+			return res, true, read
+		}
+		if err != nil {
+			return d.broken(err), true, read
+		}
+		if n < space { // all there was
+			return streamResult{}, false, read
 		}
 	}
 }

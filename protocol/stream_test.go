@@ -3,10 +3,12 @@ package protocol_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -321,46 +323,136 @@ func TestStreamRefusesABufferSmallerThanAFrame(t *testing.T) {
 	}
 }
 
-// The spec leaves the Ack rate to the device: one that Acks every frame, faster than the
-// gateway reads, must still get the whole image.
-func TestStreamSurvivesADeviceAckingEveryFrame(t *testing.T) {
-	img := randomImage(256<<10, 27)
-	ln := listen(t)
-	gc := gatewayConfig(t, 4096)
-	var acks atomic.Int64
-	done := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(30 * time.Second))
-		g := protocol.NewGatewayConn(c, gc)
-		if _, _, err := g.Handshake(lookupOne("dev-1", testPSK), func(*protocol.Hello) (*protocol.Offer, error) {
-			return &protocol.Offer{Status: protocol.StatusOffer, Manifest: manifestFor(img, 2)}, nil
-		}); err != nil {
-			done <- err
-			return
-		}
-		_, err = g.Stream(bytes.NewReader(img), make([]byte, 0, 64<<10), func(protocol.DeviceMessage) { acks.Add(1) })
-		done <- err
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
+// pendingSide is the gateway's end of a TCP connection that reads what has arrived without
+// waiting (protocol.PendingReader), as the gateway server's connections do, and counts the
+// looks: the calls that read all there was.
+type pendingSide struct {
+	*net.TCPConn
+	looks atomic.Int64
+}
+
+func (p *pendingSide) ReadPending(b []byte) (int, error) {
+	rc, err := p.SyscallConn()
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	var sent int
-	if err := deviceThatAcks(t, img, 64, 64, &sent)(c); err != nil {
-		t.Fatalf("device: %v", err)
+	var n int
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, rerr = syscall.Read(int(fd), b)
+		return true
+	}); err != nil {
+		return 0, err
 	}
-	if err := <-done; err != nil {
-		t.Fatalf("gateway: %v", err)
+	switch {
+	case rerr == syscall.EAGAIN:
+		p.looks.Add(1)
+		return 0, nil
+	case rerr != nil:
+		return 0, rerr
+	case n == 0:
+		return 0, io.EOF
 	}
-	if int(acks.Load()) != sent {
-		t.Fatalf("gateway saw %d Acks of %d", acks.Load(), sent)
+	if n < len(b) {
+		p.looks.Add(1)
+	}
+	return n, nil
+}
+
+// The spec leaves the Ack rate to the device: one that Acks every frame, faster than the
+// gateway reads, must still get the whole image, whether the gateway reads the device's
+// frames on a goroutine or between its writes (a PendingReader). In the latter case the
+// Acks are so many that the reading goes to a goroutine after the first look; a device that
+// Acks every 32 KiB is looked at between writes to the end.
+func TestStreamSurvivesADeviceAckingEveryFrame(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		pending  bool
+		ackEvery int
+		minLooks int64 // between writes
+		maxLooks int64
+		early    bool // the stream runs ahead of the Accept (Offer, not Handshake)
+	}{
+		{"goroutine", false, 64, 0, 0, false},
+		{"goroutine/early", false, 64, 0, 0, true},
+		{"pending/every-frame", true, 64, 1, 1, false},
+		{"pending/every-32KiB", true, 32 << 10, 2, 3, false},
+		{"pending/early", true, 32 << 10, 2, 3, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			img := randomImage(256<<10, 27)
+			ln := listen(t)
+			gc := gatewayConfig(t, 4096)
+			var acks atomic.Int64
+			side := make(chan *pendingSide, 1)
+			done := make(chan error, 1)
+			go func() {
+				c0, err := ln.Accept()
+				if err != nil {
+					done <- err
+					return
+				}
+				defer c0.Close()
+				c0.SetDeadline(time.Now().Add(30 * time.Second))
+				// Small buffers both ways, as over a real link: the gateway is still
+				// writing when the Acks come.
+				c0.(*net.TCPConn).SetWriteBuffer(16 << 10)
+				var rw net.Conn = c0
+				if c.pending {
+					ps := &pendingSide{TCPConn: c0.(*net.TCPConn)}
+					side <- ps
+					rw = ps
+				}
+				g := protocol.NewGatewayConn(rw, gc)
+				offerFor := func(*protocol.Hello) (*protocol.Offer, error) {
+					return &protocol.Offer{Status: protocol.StatusOffer, Manifest: manifestFor(img, 2)}, nil
+				}
+				if c.early {
+					_, err = g.Offer(lookupOne("dev-1", testPSK), offerFor)
+				} else {
+					_, _, err = g.Handshake(lookupOne("dev-1", testPSK), offerFor)
+				}
+				if err != nil {
+					done <- err
+					return
+				}
+				_, err = g.Stream(bytes.NewReader(img), make([]byte, 0, 64<<10), func(m protocol.DeviceMessage) {
+					if m.Type == protocol.TypeAck {
+						acks.Add(1)
+					}
+				})
+				done <- err
+			}()
+			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				if err := rc.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+				}); err != nil {
+					return err
+				}
+				return serr
+			}}
+			conn, err := d.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(30 * time.Second))
+			var sent int
+			if err := deviceThatAcks(t, img, 64, c.ackEvery, &sent)(conn); err != nil {
+				t.Fatalf("device: %v", err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("gateway: %v", err)
+			}
+			if int(acks.Load()) != sent {
+				t.Fatalf("gateway saw %d Acks of %d", acks.Load(), sent)
+			}
+			if c.pending {
+				if n := (<-side).looks.Load(); n < c.minLooks || n > c.maxLooks {
+					t.Fatalf("%d looks between writes, want %d..%d", n, c.minLooks, c.maxLooks)
+				}
+			}
+		})
 	}
 }

@@ -101,7 +101,7 @@ func (Fotagate) Serve(addr string, img []byte, m *Meter) (Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := server.ListenConfig().Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,9 @@ package peers
 
 import (
 	"errors"
+	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -178,14 +180,43 @@ func (c *conn) Write(p []byte) (int, error) {
 }
 
 // SyscallConn passes the socket through, so that a server which tunes its socket options (the
-// gateway sets SO_RCVLOWAT and reads its send queue) sees the same socket it would without the
-// meter. The server never reads or writes through it, so the counts stay whole.
+// gateway reads its send queue) sees the same socket it would without the meter. The server
+// never reads or writes through it (it reads without waiting through ReadPending), so the
+// counts stay whole.
 func (c *conn) SyscallConn() (syscall.RawConn, error) {
 	sc, ok := c.Conn.(syscall.Conn)
 	if !ok {
 		return nil, errors.ErrUnsupported
 	}
 	return sc.SyscallConn()
+}
+
+// ReadPending is the gateway's read of what has arrived, without waiting
+// (protocol.PendingReader), counted as any read: one read(2) on the socket, which the runtime
+// keeps non-blocking; 0 and nil when nothing has arrived.
+func (c *conn) ReadPending(p []byte) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, nil // no socket to look into: nothing pending
+	}
+	var n int
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, rerr = unix.Read(int(fd), p)
+		return true // never wait
+	}); err != nil {
+		return 0, err
+	}
+	switch {
+	case rerr == unix.EAGAIN || rerr == unix.EINTR:
+		return 0, nil
+	case rerr != nil:
+		return 0, os.NewSyscallError("read", rerr)
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	c.c.read(n)
+	return n, nil
 }
 
 // CloseWrite half-closes a TCP connection.

@@ -154,7 +154,7 @@ func New(cfg *config.Config, log *zap.Logger, opt Options) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	if g.devLn, err = net.Listen("tcp", d.Listen); err != nil {
+	if g.devLn, err = server.ListenConfig().Listen(context.Background(), "tcp", d.Listen); err != nil {
 		return nil, fmt.Errorf("devices.listen: %w", err)
 	}
 	if cfg.Admin.Listen != "" {

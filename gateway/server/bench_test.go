@@ -55,7 +55,7 @@ func benchServerSndBuf(tb testing.TB, devices devMap, img *Image, cfg Config, sn
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var lc net.ListenConfig
+	lc := ListenConfig()
 	if sndbuf > 0 {
 		lc.Control = func(_, _ string, rc syscall.RawConn) error {
 			var serr error

@@ -137,3 +137,28 @@ func TestSessionBuffersGoLargeOnlyWithRoomInTheSocket(t *testing.T) {
 	}
 	b.Release(nil)
 }
+
+// The socket is asked for its room once for as many large writes as that room holds: each
+// lent large buffer is counted off what it said, and it is asked again only when that is
+// used up.
+func TestSessionBuffersAskTheSocketOnlyWhenTheRoomIsUsedUp(t *testing.T) {
+	w := newWriteBuffers(4864, 64<<10)
+	roomy, _ := tcpPair(t, 1<<20)
+	b := sessionBuffers{w: w, conn: roomy}
+	buf := b.Next(nil)
+	room := b.room
+	if len(buf) != 64<<10 || room < 64<<10 {
+		t.Fatalf("a %d-byte buffer with %d bytes of room left, want 64 KiB and room for more", len(buf), room)
+	}
+	for range room / (64 << 10) { // nothing is written: the room the socket said is spent
+		if buf = b.Next(buf); len(buf) != 64<<10 || b.room != room-64<<10 {
+			t.Fatalf("a %d-byte buffer with room %d, want 64 KiB and %d", len(buf), b.room, room-64<<10)
+		}
+		room = b.room
+	}
+	// Used up: asked again, the socket (still empty) has room for more.
+	if buf = b.Next(buf); len(buf) != 64<<10 || b.room <= room {
+		t.Fatalf("room %d after asking again (was %d), a %d-byte buffer", b.room, room, len(buf))
+	}
+	b.Release(buf)
+}

@@ -197,6 +197,14 @@ func New(cfg Config, devices Devices, catalog Catalog, rec Recorder, log *zap.Lo
 	return s, nil
 }
 
+// ListenConfig is how to make the listener Serve takes: without TCP keep-alive, which the
+// net package otherwise turns on for every accepted connection (15 s probes), at four
+// setsockopt calls each. A session needs no probes: from the accept on, every wait has a
+// deadline (HandshakeTimeout, then IdleTimeout), which cuts a vanished device sooner.
+func ListenConfig() *net.ListenConfig {
+	return &net.ListenConfig{KeepAlive: -1}
+}
+
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
@@ -392,8 +400,18 @@ func (ss *session) admit() bool {
 
 // logger names the session's device and remote address. It is made when a line is logged,
 // not kept: a production logger's child holds its encoded fields, about 1 KiB a session.
+// The lines a transfer logs on its way (Info) go through info instead, which costs no child.
 func (ss *session) logger() *zap.Logger {
 	return ss.srv.log.With(zap.String("device", ss.ev.DeviceID), zap.String("remote", ss.remote))
+}
+
+// info logs at Info with the fields logger adds, without making a child logger: a child
+// clones the encoder and encodes its two fields again for each line, work (and garbage)
+// that a line logged once per transfer does not need.
+func (ss *session) info(msg string, fields ...zap.Field) {
+	if ce := ss.srv.log.Check(zap.InfoLevel, msg); ce != nil {
+		ce.Write(append(fields, zap.String("device", ss.ev.DeviceID), zap.String("remote", ss.remote))...)
+	}
 }
 
 func (ss *session) end() {
@@ -435,8 +453,8 @@ func (ss *session) handshakeDone(hello *protocol.Hello, accept *protocol.Accept,
 		ev.DeviceID, ev.Running = hello.DeviceID, hello.Running
 	}
 	ss.ev = ev
-	log := ss.logger()
 	if err != nil {
+		log := ss.logger()
 		ev.Reason, ev.Err = reasonOf(err), err
 		var pe *protocol.PeerError
 		if accept != nil && errors.As(err, &pe) { // authenticated refusal of our offer
@@ -456,13 +474,15 @@ func (ss *session) handshakeDone(hello *protocol.Hello, accept *protocol.Accept,
 	sess := ss.gc.Session()
 	if sess == nil && ss.retry {
 		ev.Kind = EventRetry
-		log.Info("device told to retry: the image is still being fetched")
+		ss.info("device told to retry: the image is still being fetched")
 		ss.srv.record(ev)
 		return nil
 	}
 	if sess == nil {
 		ev.Kind = EventUpToDate
-		log.Debug("device up to date", zap.Uint32("running", hello.Running))
+		if ce := ss.srv.log.Check(zap.DebugLevel, "device up to date"); ce != nil {
+			ce.Write(zap.String("device", ev.DeviceID), zap.String("remote", ss.remote), zap.Uint32("running", hello.Running))
+		}
 		ss.srv.record(ev)
 		return nil
 	}
@@ -480,7 +500,15 @@ func (ss *session) accepted(sess *protocol.GatewaySession) {
 	ev := ss.ev
 	ev.Kind = EventAccepted
 	ss.srv.record(ev)
-	ss.logger().Info("streaming", zap.Uint32("seq", ev.Seq), zap.Uint32("from", ev.Offset), zap.Uint32("size", ev.Size), zap.Uint16("chunk", sess.Manifest().Chunk))
+	// At Debug: the transfer's Info line is its end (streamDone), which says all this too,
+	// and the start is in the Accepted event for whoever watches transfers live. An Info line
+	// cost a 256 KiB transfer about 5% of the server's CPU (BenchmarkAggregateThroughput
+	// with devices=100: the encoding, and the stack growth that the float formatting of its
+	// timestamp forces on the session's small stack).
+	if ce := ss.srv.log.Check(zap.DebugLevel, "streaming"); ce != nil {
+		ce.Write(zap.String("device", ev.DeviceID), zap.String("remote", ss.remote), zap.Uint32("seq", ev.Seq),
+			zap.Uint32("from", ev.Offset), zap.Uint32("size", ev.Size), zap.Uint16("chunk", sess.Manifest().Chunk))
+	}
 }
 
 // stream sends the image through write buffers from the pools (pools.go).
@@ -491,6 +519,7 @@ func (ss *session) stream(sess *protocol.GatewaySession) {
 		return
 	}
 	defer r.Close()
+	ss.idle.findSocket()
 	ss.wbufs = sessionBuffers{w: ss.srv.bufs, conn: ss.idle.Conn}
 	rep, err := ss.gc.StreamWith(r, &ss.wbufs, func(m protocol.DeviceMessage) {
 		if m.Type == protocol.TypeAccept {
@@ -539,11 +568,11 @@ func (ss *session) streamDone(sess *protocol.GatewaySession, rep protocol.Device
 		return
 	}
 	ev.Kind, ev.Offset, ev.Reason = EventReport, rep.Offset, protocol.CodeName(rep.Code)
-	log := ss.logger()
 	if rep.Code == protocol.CodeOK {
-		log.Info("device verified the image", zap.Uint32("seq", ev.Seq), zap.Duration("took", ev.Duration))
+		ss.info("device verified the image", zap.Uint32("seq", ev.Seq), zap.Uint32("from", sess.Start()), zap.Uint32("size", ev.Size),
+			zap.Uint16("chunk", sess.Manifest().Chunk), zap.Duration("took", ev.Duration))
 	} else {
-		log.Warn("device rejected the image", zap.String("reason", ev.Reason))
+		ss.logger().Warn("device rejected the image", zap.String("reason", ev.Reason))
 	}
 	ss.srv.record(ev)
 }
@@ -564,17 +593,20 @@ func reasonOf(err error) string {
 	return r
 }
 
-// How many bytes of the device's frames the kernel gathers before it wakes the session's
-// reader (SO_RCVLOWAT). Each Ack otherwise wakes a gateway thread, and on an idle gateway a
-// wake-up cost more CPU than sealing the 32 KiB the Ack acknowledged (BenchmarkOneDevice,
-// ack=4KiB against ack=32KiB). While the image goes out, two Acks: nothing else is due then,
-// and a device's Alert comes with its close, which wakes the reader at once. More would save
-// more wake-ups but coarsen the progress operators watch (the dashboard moves on Acks: with
-// the devices' default of one per 32 KiB, two keep it to 64 KiB steps). Once the Final is
-// written the Report is due and must get through alone: the mark drops to the size of a
-// Report frame, one byte more than an Ack's, so Acks still wake the reader in pairs.
+// How many bytes of the device's frames the kernel gathers before it wakes anything
+// (SO_RCVLOWAT), once the device's Acks come. While the image goes out nothing waits to read:
+// the stream looks at what has arrived between its writes (ReadPending). But each frame that
+// arrives would still wake the runtime's network poller, and a thread with it, for nothing:
+// with one device Acking every 32 KiB the server made a third more futex and epoll_pwait calls
+// per MiB (BenchmarkOneDevice, counted with perf trace) until the mark went up. 1 KiB is more
+// than arrives between two looks from a device that Acks at most every 2 KiB; one that Acks
+// faster gets a reader goroutine (protocol.StreamWith), which this mark then wakes every 44
+// Acks. Once the Final is written the Report is due and must get through alone: the mark
+// drops to the size of a Report frame, one byte more than an Ack's, so Acks still wake the
+// reader in pairs. The Accept must get through alone too: the mark goes up only with the
+// first Acks, never before the Accept is open, and a device that never Acks never has it set.
 const (
-	gatherWhileSending = 2 * (protocol.HeaderSize + protocol.AckBody)
+	gatherWhileSending = 1 << 10
 	gatherForReport    = protocol.HeaderSize + protocol.ReportBody
 )
 
@@ -586,21 +618,55 @@ type idleConn struct {
 	net.Conn
 	idle      time.Duration
 	streaming atomic.Bool
-	mu        sync.Mutex // orders the two marks below: the Accept and the Final race
+	raw       syscall.RawConn // the socket, once the stream starts (findSocket); nil without one
+	mu        sync.Mutex      // orders the two marks below: the first Acks and the Final race
 	finalOut  bool
 	gathering bool // SO_RCVLOWAT is set to gatherWhileSending
 }
 
+// findSocket finds the socket for ReadPending.
+func (c *idleConn) findSocket() {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.raw = rc
+		}
+	}
+}
+
 // AcceptOpened (protocol.AcceptWatcher): the handshake is over, so the idle timeout takes
-// over, and the device's frames may gather in the kernel while the image goes out, where the
-// socket allows it. The Accept itself had to get through alone, and so must the Report: if
-// the Final is already out (an image inside the early window), the mark stays down.
+// over.
 func (c *idleConn) AcceptOpened() {
 	c.streaming.Store(true)
 	c.extend()
+}
+
+// ReadPending (protocol.PendingReader) hands the stream what the device has sent, without
+// waiting, so that one goroutine both writes the image and reads the Acks (see
+// protocol.PendingReader). A connection that reads so itself (bench/'s meter, which counts
+// what passes) is asked; otherwise the socket is. Without a socket it never has anything:
+// the Acks are then read once the Final is out. Once the device's frames come, they gather
+// in the kernel (gatherWhileSending).
+func (c *idleConn) ReadPending(p []byte) (int, error) {
+	var n int
+	var err error
+	if pr, ok := c.Conn.(protocol.PendingReader); ok {
+		n, err = pr.ReadPending(p)
+	} else {
+		n, err = readNow(c.raw, p)
+	}
+	if n > 0 {
+		c.extend()
+		c.gather()
+	}
+	return n, err
+}
+
+// gather raises the mark, unless it is up already or the Final is out (the Report must get
+// through alone).
+func (c *idleConn) gather() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.finalOut {
+	if !c.gathering && !c.finalOut {
 		c.gathering = setRecvLowat(c.Conn, gatherWhileSending)
 	}
 }

@@ -3,7 +3,9 @@
 package server
 
 import (
+	"io"
 	"net"
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -59,4 +61,30 @@ func setRecvLowat(c net.Conn, n int) bool {
 		return false
 	}
 	return serr == nil
+}
+
+// readNow reads what rc's socket holds, up to len(p) bytes, with one read that does not
+// wait (the runtime keeps sockets non-blocking): 0 and nil when nothing has arrived, io.EOF
+// once the peer has closed.
+func readNow(rc syscall.RawConn, p []byte) (int, error) {
+	if rc == nil {
+		return 0, nil
+	}
+	var n int
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, rerr = syscall.Read(int(fd), p)
+		return true // never wait
+	}); err != nil {
+		return 0, err
+	}
+	switch {
+	case rerr == syscall.EAGAIN || rerr == syscall.EINTR:
+		return 0, nil
+	case rerr != nil:
+		return 0, os.NewSyscallError("read", rerr)
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }

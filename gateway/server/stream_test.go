@@ -169,58 +169,276 @@ func recvLowat(t *testing.T, c net.Conn) int {
 	return v
 }
 
-func TestAcksGatherWhileSendingAndTheReportGetsThroughAlone(t *testing.T) {
+// tcpPeers is an accepted loopback connection and its dialling end.
+func tcpPeers(t *testing.T) (gw, dev net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	peer := make(chan net.Conn, 1)
 	go func() {
-		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
-			defer c.Close()
-			c.Read(make([]byte, 1))
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			c = nil
 		}
+		peer <- c
 	}()
-	c, err := ln.Accept()
+	gw, err = ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	ic := &idleConn{Conn: c}
-	if got := recvLowat(t, c); got > 1 {
-		t.Fatalf("SO_RCVLOWAT %d before the Accept, want the default: the Accept must get through alone", got)
+	t.Cleanup(func() { gw.Close() })
+	if dev = <-peer; dev == nil {
+		t.Fatal("dial failed")
 	}
+	t.Cleanup(func() { dev.Close() })
+	return gw, dev
+}
+
+// readPendingAll reads what ReadPending hands over until it has want bytes.
+func readPendingAll(t *testing.T, ic *idleConn, want int) []byte {
+	t.Helper()
+	buf := make([]byte, 64)
+	var got []byte
+	for deadline := time.Now().Add(10 * time.Second); len(got) < want; time.Sleep(time.Millisecond) {
+		n, err := ic.ReadPending(buf)
+		if err != nil || time.Now().After(deadline) {
+			t.Fatalf("after %d of %d bytes: %v", len(got), want, err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	return got
+}
+
+// ReadPending reads what has arrived without waiting; once the device's frames come, the
+// kernel gathers them (SO_RCVLOWAT) instead of waking the poller for each, until the Final
+// is out, after which a Report gets through alone. The Accept gets through alone too: the
+// mark is down until frames come after it.
+func TestReadPendingGathersAcksOnceTheyComeAndTheReportGetsThroughAlone(t *testing.T) {
+	c, dev := tcpPeers(t)
+	ic := &idleConn{Conn: c, idle: time.Minute}
+	ic.findSocket()
 	ic.AcceptOpened()
-	if got := recvLowat(t, c); !ic.gathering || got != 2*23 {
-		t.Fatalf("SO_RCVLOWAT %d while sending (gathering %v), want 2 Acks (46)", got, ic.gathering)
+	buf := make([]byte, 64)
+	t0 := time.Now()
+	if n, err := ic.ReadPending(buf); n != 0 || err != nil {
+		t.Fatalf("nothing sent: %d bytes, %v; want 0 and no error", n, err)
+	}
+	if d := time.Since(t0); d > time.Second {
+		t.Fatalf("nothing sent: ReadPending waited %v", d)
+	}
+	if got := recvLowat(t, c); ic.gathering || got > 1 {
+		t.Fatalf("SO_RCVLOWAT %d before any frame came (gathering %v), want the default", got, ic.gathering)
+	}
+	dev.Write([]byte("ack"))
+	if got := readPendingAll(t, ic, 3); string(got) != "ack" {
+		t.Fatalf("read %q, want the peer's %q", got, "ack")
+	}
+	if got := recvLowat(t, c); !ic.gathering || got != 1024 {
+		t.Fatalf("SO_RCVLOWAT %d once frames came (gathering %v), want 1 KiB", got, ic.gathering)
 	}
 	ic.FinalWritten()
 	if got := recvLowat(t, c); got != 24 {
 		t.Fatalf("SO_RCVLOWAT %d after the Final, want a Report frame (24)", got)
 	}
-	// An image inside the early window: the Final goes out before the Accept is open, and
-	// the mark must stay down for the Report.
-	c2, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
+	dev.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		n, err := ic.ReadPending(buf)
+		if errors.Is(err, io.EOF) && n == 0 {
+			break
+		}
+		if err != nil || n != 0 || time.Now().After(deadline) {
+			t.Fatalf("after the peer's close: %d bytes, %v; want io.EOF", n, err)
+		}
 	}
-	defer c2.Close()
-	ic2 := &idleConn{Conn: c2}
+
+	// An image inside the early window: the Final goes out before any Ack, and the mark must
+	// stay down for the Report.
+	c2, dev2 := tcpPeers(t)
+	ic2 := &idleConn{Conn: c2, idle: time.Minute}
+	ic2.findSocket()
 	ic2.FinalWritten()
 	ic2.AcceptOpened()
+	dev2.Write([]byte("ack"))
+	readPendingAll(t, ic2, 3)
 	if got := recvLowat(t, c2); ic2.gathering || got > 1 {
-		t.Fatalf("SO_RCVLOWAT %d after a Final before the Accept (gathering %v), want the default", got, ic2.gathering)
+		t.Fatalf("SO_RCVLOWAT %d after a Final before any Ack (gathering %v), want the default", got, ic2.gathering)
 	}
-	// A connection without a socket (here a pipe) is left alone.
+
+	// A connection without a socket (here a pipe) never has anything pending.
 	p1, p2 := net.Pipe()
 	defer p1.Close()
 	defer p2.Close()
-	pc := &idleConn{Conn: p1}
+	pc := &idleConn{Conn: p1, idle: time.Minute}
+	pc.findSocket()
 	pc.AcceptOpened()
+	if n, err := pc.ReadPending(buf); n != 0 || err != nil || pc.raw != nil {
+		t.Fatalf("pipe: %d bytes, %v (socket %v); want 0 and no error", n, err, pc.raw != nil)
+	}
 	pc.FinalWritten()
 	if pc.gathering {
 		t.Fatal("gathering on a connection without a socket")
 	}
+}
+
+// The device's Acks are read while the image is still going out, not only once the Final
+// is: its progress shows while it downloads. The gateway's send buffer and the device's
+// receive buffer are small, as over a real link, so the gateway is still writing when the
+// Acks come.
+func TestProgressShowsWhileTheImageGoesOut(t *testing.T) {
+	data := randomBytes(1<<20, 17)
+	devs := devMap{"d": {Class: "esp8266-4m", PSK: psk(1)}}
+	ev := &events{}
+	s, err := New(Config{}, devs, oneImage{newImage(data, 3)}, ev, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := sndBufListener(t, 16<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	defer s.Shutdown(t.Context())
+	c, err := dialRcvBuf(ln.Addr().String(), 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	dc, err := protocol.NewDeviceConn(c, &protocol.DeviceConfig{DeviceID: "d", PSK: psk(1), Class: "esp8266-4m",
+		Running: 1, MaxPayload: 1024, BootCounter: 1, Rand: rand.NewChaCha8([32]byte{6})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dc.Handshake(nil); err != nil {
+		t.Fatal(err)
+	}
+	n, progress := 0, 0
+	for final := false; !final; {
+		var p []byte
+		if p, _, final, err = dc.Next(); err != nil {
+			t.Fatal(err)
+		}
+		n += len(p)
+		if n%(32<<10) == 0 && !final {
+			if err := dc.Ack(uint32(n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n == 768<<10 {
+			progress = ev.count(EventProgress, "")
+		}
+	}
+	// 23 Acks went out by then, and the gateway, a few dozen KiB ahead, is still writing:
+	// all but the last few (it looks every 64 KiB it writes) are in.
+	if progress < 12 {
+		t.Fatalf("%d progress events at 3/4 of the image, want most of the 23 Acks sent", progress)
+	}
+	if err := dc.Report(protocol.CodeOK, uint32(n)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The spec leaves the Ack rate to the device: one that Acks every frame of 64 bytes, a
+// quarter as many bytes back as it gets, must still get the whole image, and every Ack must
+// show as progress, though the gateway reads the Acks between its writes
+// (protocol.PendingReader) until they come that fast. Here the gateway's send buffer is large
+// (its blocked write waits for the device to read much) and the device's small (its Ack
+// writes block early).
+func TestDeviceAckingEveryFrameGetsTheWholeImage(t *testing.T) {
+	data := randomBytes(4<<20, 19)
+	devs := devMap{"d": {Class: "esp8266-4m", PSK: psk(1)}}
+	ev := &events{}
+	s, err := New(Config{IdleTimeout: 5 * time.Second}, devs, oneImage{newImage(data, 3)}, ev, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := sndBufListener(t, 4<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	defer s.Shutdown(t.Context())
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := d.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	dc, err := protocol.NewDeviceConn(c, &protocol.DeviceConfig{DeviceID: "d", PSK: psk(1), Class: "esp8266-4m",
+		Running: 1, MaxPayload: 64, BootCounter: 1, Rand: rand.NewChaCha8([32]byte{7})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dc.Handshake(nil); err != nil {
+		t.Fatal(err)
+	}
+	n, acks := 0, 0
+	for final := false; !final; {
+		var p []byte
+		if p, _, final, err = dc.Next(); err != nil {
+			t.Fatalf("after %d bytes: %v", n, err)
+		}
+		n += len(p)
+		if !final {
+			if err := dc.Ack(uint32(n)); err != nil {
+				t.Fatalf("Ack after %d bytes: %v", n, err)
+			}
+			acks++
+		}
+	}
+	if err := dc.Report(protocol.CodeOK, uint32(n)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ev.count(EventReport, "ok") != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no ok Report recorded")
+		}
+	}
+	if got := ev.count(EventProgress, ""); got != acks {
+		t.Fatalf("%d progress events, want one per Ack (%d)", got, acks)
+	}
+}
+
+// sndBufListener listens on loopback with SO_SNDBUF set on the accepted sockets.
+func sndBufListener(t *testing.T, n int) (net.Listener, error) {
+	lc := ListenConfig()
+	lc.Control = func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, n)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}
+	return lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+}
+
+// dialRcvBuf dials addr with SO_RCVBUF set before the connect, so the window the device
+// announces is small from the start.
+func dialRcvBuf(addr string, n int) (net.Conn, error) {
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	return d.Dial("tcp", addr)
 }
 
 // A device that reports and then waits for the gateway to hang up must not wait for its idle
