@@ -311,8 +311,8 @@ struct fota_ctx {
 	uint8_t ack_due;             /* a durable point passed in this frame */
 	uint8_t id_len;
 	uint8_t tail_n;              /* image bytes waiting in tail for a whole word */
-	uint16_t got;                /* bytes of the current frame received */
-	uint16_t need;               /* its body length, once the header is in */
+	uint32_t got;                /* bytes of the current frame received */
+	uint32_t need;               /* its body length, once the header is in */
 	uint8_t  tx_len;
 	/* Image bookkeeping, as offsets into the slot (PROTOCOL.md 5.4, 9.1). */
 	uint32_t start;              /* resumed from */

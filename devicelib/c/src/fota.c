@@ -47,9 +47,10 @@ enum {
 	S_END
 };
 
+/* The key schedule's labels (5.1, 5.2): mac1's is one byte longer. */
 static const char label_mac1[] = "fotagate v1 mac1";
-static const char label_g2d[] = "fotagate v1 g2d";
-static const char label_d2g[] = "fotagate v1 d2g";
+static const char label_dir[2][16] = { "fotagate v1 g2d", "fotagate v1 d2g" };
+#define LABEL_SIZE(session) ((session) ? sizeof label_dir[0] - 1 : sizeof label_mac1 - 1)
 
 static void put16(uint8_t *p, uint32_t v)
 {
@@ -57,7 +58,8 @@ static void put16(uint8_t *p, uint32_t v)
 	p[1] = (uint8_t)v;
 }
 
-static uint16_t get16(const uint8_t *p)
+/* Not inlined: GCC's inline byte swap takes 30 bytes more on the LX106. */
+FOTA_NOINLINE static uint16_t get16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] << 8 | p[1]);
 }
@@ -89,20 +91,27 @@ static int valid_name(const uint8_t *s, size_t n)
 	return 1;
 }
 
-/* strlen of a configured name, stopping past the longest valid one. */
-static size_t name_len(const char *s)
+/*
+ * The length of a configured name (NUL-terminated) if it is valid, else
+ * 0, also for NULL: one call per name in fota_init.
+ */
+static size_t config_name(const char *s)
 {
 	size_t n = 0;
 
+	if (s == NULL) {
+		return 0;
+	}
 	while (n <= FOTA_ID_MAX && s[n] != '\0') {
 		n++;
 	}
-	return n;
+	return valid_name((const uint8_t *)s, n) ? n : 0;
 }
 
+/* Whether the configured name want (checked by fota_init) is the n bytes at s. */
 static int same_name(const char *want, const uint8_t *s, size_t n)
 {
-	return name_len(want) == n && memcmp(want, s, n) == 0;
+	return config_name(want) == n && memcmp(want, s, n) == 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -276,16 +285,34 @@ static enum fota_event send_accept(struct fota_ctx *ctx, enum fota_err code,
 /* ------------------------------------------------------------------ */
 
 /*
+ * The one hash that is running at any time: the HMAC's inner hash while
+ * keys are derived, TH and TH2 and then the image's running hash after
+ * them. Both lie at the start of ctx->w, so one helper feeds either, and
+ * fota_hmac_sha256_update (a wrapper of the same call) is not linked.
+ */
+typedef char fota_one_running_hash[
+	offsetof(struct fota_ctx, w.hs.hmac.inner) == offsetof(struct fota_ctx, w.rx.sha) ? 1 : -1];
+
+static void absorb(struct fota_ctx *ctx, const uint8_t *p, size_t n)
+{
+	fota_sha256_update(&ctx->w.rx.sha, p, n);
+}
+
+/*
  * HKDF-Expand (RFC 5869 2.3) from w.hs.prk, with the info of 5.1 (label
  * || id_len || device_id) or, for session keys, of 5.2 (label ||
  * version || suite || id_len || device_id || gw_len || gateway_id ||
  * TH). The info is absorbed piece by piece from where it already lies:
  * version, suite and the ID in the Hello in ctx->tx (which has them in
  * that order), the gateway ID in the Offer in the body buffer, TH in
- * ctx->ad. T(i) goes to w.hs.t, where block i + 1 reads it.
+ * ctx->ad. T(i) goes to w.hs.t, where block i + 1 reads it. At most two
+ * blocks are needed (44 bytes of key || IV), so T(i - 1) is (i - 1) * 32
+ * bytes long: none before the first block.
  */
-static void expand(struct fota_ctx *ctx, uint8_t *okm, size_t len,
-                   const char *label, size_t label_len, int session)
+typedef char fota_expand_two_blocks[
+	sizeof(((struct fota_dir *)0)->key_iv) <= 2 * FOTA_SHA256_SIZE ? 1 : -1];
+
+static void expand(struct fota_ctx *ctx, uint8_t *okm, size_t len, const char *label, int session)
 {
 	fota_hmac_sha256_ctx *h = &ctx->w.hs.hmac;
 	uint8_t *t = ctx->w.hs.t;
@@ -296,17 +323,14 @@ static void expand(struct fota_ctx *ctx, uint8_t *okm, size_t len,
 		size_t n = len < FOTA_SHA256_SIZE ? len : FOTA_SHA256_SIZE;
 
 		fota_hmac_sha256_key(h, ctx->w.hs.prk, FOTA_SHA256_SIZE);
-		if (i > 1) {
-			fota_hmac_sha256_update(h, t, FOTA_SHA256_SIZE);
-		}
-		fota_hmac_sha256_update(h, (const uint8_t *)label, label_len);
-		fota_hmac_sha256_update(h, ctx->tx + 3 + skip, 3 - skip + ctx->id_len);
+		absorb(ctx, t, (i - 1u) * FOTA_SHA256_SIZE);
+		absorb(ctx, (const uint8_t *)label, LABEL_SIZE(session));
+		absorb(ctx, ctx->tx + 3 + skip, 3 - skip + ctx->id_len);
 		if (session) {
-			fota_hmac_sha256_update(h, ctx->body.b + NONCE_SIZE,
-			                        1u + ctx->body.b[NONCE_SIZE]);
-			fota_hmac_sha256_update(h, ctx->ad + FOTA_HEADER_SIZE, FOTA_SHA256_SIZE);
+			absorb(ctx, ctx->body.b + NONCE_SIZE, 1u + ctx->body.b[NONCE_SIZE]);
+			absorb(ctx, ctx->ad + FOTA_HEADER_SIZE, FOTA_SHA256_SIZE);
 		}
-		fota_hmac_sha256_update(h, &i, 1);
+		absorb(ctx, &i, 1);
 		fota_hmac_sha256_final(h, t);
 		memcpy(okm, t, n);
 		okm += n;
@@ -320,7 +344,7 @@ static void extract(struct fota_ctx *ctx, const uint8_t *salt, size_t salt_len)
 	fota_hmac_sha256_ctx *h = &ctx->w.hs.hmac;
 
 	fota_hmac_sha256_key(h, salt, salt_len);
-	fota_hmac_sha256_update(h, ctx->cfg->psk, FOTA_PSK_SIZE);
+	absorb(ctx, ctx->cfg->psk, FOTA_PSK_SIZE);
 	fota_hmac_sha256_final(h, ctx->w.hs.prk);
 }
 
@@ -333,9 +357,9 @@ static void hello_mac1(struct fota_ctx *ctx)
 	size_t n = ctx->tx_len - MAC1_SIZE;
 
 	extract(ctx, NULL, 0);   /* an empty salt: 32 zero bytes, as RFC 5869 says */
-	expand(ctx, key, FOTA_SHA256_SIZE, label_mac1, sizeof label_mac1 - 1, 0);
+	expand(ctx, key, FOTA_SHA256_SIZE, label_mac1, 0);
 	fota_hmac_sha256_key(h, key, FOTA_SHA256_SIZE);
-	fota_hmac_sha256_update(h, ctx->tx, n);
+	absorb(ctx, ctx->tx, n);
 	fota_hmac_sha256_final(h, t);
 	memcpy(ctx->tx + n, t, MAC1_SIZE);
 	fota_wipe(&ctx->w.hs, sizeof ctx->w.hs);
@@ -353,8 +377,8 @@ static void derive_keys(struct fota_ctx *ctx)
 	memcpy(salt, ctx->tx + 6 + ctx->id_len, NONCE_SIZE);
 	memcpy(salt + NONCE_SIZE, ctx->body.b, NONCE_SIZE);
 	extract(ctx, salt, 2 * NONCE_SIZE);
-	expand(ctx, ctx->g2d.key_iv, sizeof ctx->g2d.key_iv, label_g2d, sizeof label_g2d - 1, 1);
-	expand(ctx, ctx->d2g.key_iv, sizeof ctx->d2g.key_iv, label_d2g, sizeof label_d2g - 1, 1);
+	expand(ctx, ctx->g2d.key_iv, sizeof ctx->g2d.key_iv, label_dir[0], 1);
+	expand(ctx, ctx->d2g.key_iv, sizeof ctx->d2g.key_iv, label_dir[1], 1);
 	fota_wipe(&ctx->w.hs, sizeof ctx->w.hs);
 }
 
@@ -380,7 +404,7 @@ static enum fota_err scan_slot(struct fota_ctx *ctx, uint32_t off, uint32_t end,
 		if (cfg->flash_read(cfg->arg, off, ctx->body.b, (n + WORD - 1) & ~(WORD - 1)) != 0) {
 			return FOTA_ERR_FLASH;
 		}
-		fota_sha256_update(&ctx->w.rx.sha, ctx->body.b, n);
+		absorb(ctx, ctx->body.b, n);
 		for (i = 0; i < n; i++) {
 			*erased &= ctx->body.b[i] == 0xff;
 		}
@@ -760,18 +784,18 @@ static enum fota_event on_offer(struct fota_ctx *ctx)
 	/* TH = H(Hello || Offer header || Ng || gw_len || gateway_id) (5.2),
 	 * written after the header in ctx->ad: the Offer's associated data. */
 	fota_sha256_init(sha);
-	fota_sha256_update(sha, ctx->tx, ctx->tx_len);
-	fota_sha256_update(sha, ctx->ad, FOTA_HEADER_SIZE);
-	fota_sha256_update(sha, b, clear);
+	absorb(ctx, ctx->tx, ctx->tx_len);
+	absorb(ctx, ctx->ad, FOTA_HEADER_SIZE);
+	absorb(ctx, b, clear);
 	fota_sha256_final(sha, th);
 	derive_keys(ctx);
 
 	/* TH2 = H(TH || ciphertext || tag) covers the ciphertext: absorbed
 	 * before the open decrypts it in place, finished after. */
 	fota_sha256_init(sha);
-	fota_sha256_update(sha, th, FOTA_SHA256_SIZE);
+	absorb(ctx, th, FOTA_SHA256_SIZE);
 	b += clear;
-	fota_sha256_update(sha, b, len - clear);
+	absorb(ctx, b, len - clear);
 	if ((err = open_record(ctx, b, n, FOTA_HEADER_SIZE + FOTA_SHA256_SIZE)) != FOTA_OK) {
 		goto fail;
 	}
@@ -922,7 +946,7 @@ static enum fota_event on_data(struct fota_ctx *ctx)
 	if ((err = open_record(ctx, b, n, FOTA_HEADER_SIZE + (final ? 40u : 4u))) != FOTA_OK) {
 		return fail(ctx, err);
 	}
-	fota_sha256_update(&ctx->w.rx.sha, b, n);
+	absorb(ctx, b, n);
 	if ((err = store(ctx, n)) != FOTA_OK) {
 		return fail(ctx, err);
 	}
@@ -985,7 +1009,7 @@ static enum fota_err check_header(struct fota_ctx *ctx)
 	if (len < lo) {
 		return FOTA_ERR_MALFORMED;
 	}
-	ctx->need = (uint16_t)len;
+	ctx->need = len;
 	return FOTA_OK;
 }
 
@@ -1021,22 +1045,18 @@ enum fota_err fota_init_abi(struct fota_ctx *ctx, const struct fota_config *cfg,
 		memset(ctx, 0, sizeof *ctx);
 		ctx->cfg = cfg;
 		err = FOTA_ERR_CONFIG;
-		if (cfg != NULL && cfg->device_id != NULL && cfg->device_class != NULL &&
+		if (cfg != NULL && (id_len = config_name(cfg->device_id)) != 0 &&
+		    config_name(cfg->device_class) != 0 &&
+		    (cfg->gateway_id == NULL || config_name(cfg->gateway_id) != 0) &&
 		    cfg->psk != NULL && cfg->random != NULL && cfg->flash_erase != NULL &&
 		    cfg->flash_write != NULL && cfg->flash_read != NULL && cfg->flash_sync != NULL &&
-		    cfg->state_load != NULL && cfg->state_save != NULL) {
-			id_len = name_len(cfg->device_id);
-			if (valid_name((const uint8_t *)cfg->device_id, id_len) &&
-			    valid_name((const uint8_t *)cfg->device_class, name_len(cfg->device_class)) &&
-			    (cfg->gateway_id == NULL ||
-			     valid_name((const uint8_t *)cfg->gateway_id, name_len(cfg->gateway_id))) &&
-			    (cfg->max_payload == 0 ||
-			     (cfg->max_payload >= FOTA_MIN_PAYLOAD && cfg->max_payload <= FOTA_MAX_PAYLOAD)) &&
-			    cfg->slot_size != 0 && cfg->slot_size % FOTA_SECTOR_SIZE == 0 &&
-			    cfg->ack_every % FOTA_SECTOR_SIZE == 0) {
-				ctx->id_len = (uint8_t)id_len;
-				return FOTA_OK;   /* S_IDLE, nothing owed */
-			}
+		    cfg->state_load != NULL && cfg->state_save != NULL &&
+		    (cfg->max_payload == 0 ||
+		     (cfg->max_payload >= FOTA_MIN_PAYLOAD && cfg->max_payload <= FOTA_MAX_PAYLOAD)) &&
+		    cfg->slot_size != 0 && cfg->slot_size % FOTA_SECTOR_SIZE == 0 &&
+		    cfg->ack_every % FOTA_SECTOR_SIZE == 0) {
+			ctx->id_len = (uint8_t)id_len;
+			return FOTA_OK;   /* S_IDLE, nothing owed */
 		}
 	}
 	/*
@@ -1134,7 +1154,7 @@ enum fota_event fota_feed(struct fota_ctx *ctx, const uint8_t *data, size_t len,
 
 				memcpy(ctx->body.b + have, data + used, k);
 				used += k;
-				ctx->got = (uint16_t)(ctx->got + k);
+				ctx->got = (uint32_t)(ctx->got + k);
 			}
 			if (ctx->got == FOTA_HEADER_SIZE + ctx->need) {
 				ctx->got = 0;
