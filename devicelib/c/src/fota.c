@@ -37,6 +37,10 @@ enum { OFFER_IMAGE = 0x00, OFFER_UP_TO_DATE = 0x01, OFFER_RETRY = 0x02 };
 #define SIGNATURE_SIZE 64
 #define WORD           4u     /* flash program granularity */
 
+/* A Hello's length fits in its low byte: fota_start writes only that one
+ * into ctx->tx, whose high byte fota_init zeroed. */
+typedef char fota_hello_short[HELLO_FIXED + FOTA_ID_MAX < 0x100 ? 1 : -1];
+
 /* The session's states (8.1), in the order a session moves through them. */
 enum {
 	S_IDLE,       /* fota_init done: fota_start sends the Hello */
@@ -585,9 +589,9 @@ static enum fota_err resume_point(struct fota_ctx *ctx, uint8_t *p)
 	int clean = 0;
 
 	if (off < img->size && off % FOTA_SECTOR_SIZE != 0) {
-		/* scan_slot hashes what it reads: into a hash started here,
+		/* scan_slot hashes what it reads, into w.rx.sha as fota_init
+		 * zeroed it: a meaningless hash, but a valid state to update,
 		 * which the Offer's prepare starts afresh. */
-		fota_sha256_init(&ctx->w.rx.sha);
 		if (off % WORD == 0 &&
 		    (err = scan_slot(ctx, off, (off | (FOTA_SECTOR_SIZE - 1)) + 1, &clean)) != FOTA_OK) {
 			return err;
@@ -902,17 +906,20 @@ static enum fota_event on_final(struct fota_ctx *ctx)
 static enum fota_event verify(struct fota_ctx *ctx)
 {
 	struct fota_state *st = &ctx->st;
-	enum fota_err code;
-	int match;
+	enum fota_err code = FOTA_OK;
+	int match = 1, pass;
 
-	/* Each digest goes to ctx->ad, free now, and is compared at once. */
-	fota_sha256_final(&ctx->w.rx.sha, ctx->ad);   /* what streamed past */
-	match = fota_ct_equal(ctx->ad, ctx->m.digest, FOTA_DIGEST_SIZE);
-	code = hash_slot(ctx, ctx->m.size);
-	if (code == FOTA_OK) {
-		fota_sha256_final(&ctx->w.rx.sha, ctx->ad);   /* what reads back */
+	/* What streamed past, then what reads back: each digest goes to
+	 * ctx->ad, free now, and is compared at once (one copy of the code). */
+	for (pass = 0; ; pass++) {
+		fota_sha256_final(&ctx->w.rx.sha, ctx->ad);
 		match &= fota_ct_equal(ctx->ad, ctx->m.digest, FOTA_DIGEST_SIZE);
-		code = match ? FOTA_OK : FOTA_ERR_DIGEST_MISMATCH;
+		if (pass == 1 || (code = hash_slot(ctx, ctx->m.size)) != FOTA_OK) {
+			break;
+		}
+	}
+	if (!match && code == FOTA_OK) {
+		code = FOTA_ERR_DIGEST_MISMATCH;
 	}
 	/* Either way the download is over: a bad slot cannot be resumed,
 	 * since some byte below the durable offset is wrong. Pending, resume
@@ -1099,7 +1106,7 @@ enum fota_event fota_start(struct fota_ctx *ctx)
 	/* 4.1: version | suite | id_len | device_id | Nd | running_seq |
 	 * max_payload | resume_offset | resume_id | mac1 */
 	p[0] = T_HELLO;
-	put16(p + 1, HELLO_FIXED + ctx->id_len);
+	p[2] = (uint8_t)(HELLO_FIXED + ctx->id_len);   /* p[1] is 0: see fota_hello_short */
 	p[3] = VERSION;
 	p[4] = SUITE;
 	p[5] = ctx->id_len;
