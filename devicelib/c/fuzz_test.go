@@ -127,8 +127,8 @@ func TestFuzzHarnessCatchesDoneWithWrongImage(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(broken, "Makefile"), mk, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	edit(t, filepath.Join(broken, "src/fota.c"), "code = match ? FOTA_OK : FOTA_ERR_DIGEST_MISMATCH;",
-		"code = FOTA_OK; (void)match;")
+	edit(t, filepath.Join(broken, "src/fota.c"), "match &= fota_ct_equal(ctx->ad, ctx->m.digest, FOTA_DIGEST_SIZE);",
+		"(void)fota_ct_equal(ctx->ad, ctx->m.digest, FOTA_DIGEST_SIZE);")
 
 	orig := buildSealedFuzzer(t, ".", filepath.Join(dir, "real"))
 	mutant := buildSealedFuzzer(t, broken, filepath.Join(broken, "build"))
