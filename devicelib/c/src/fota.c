@@ -51,10 +51,12 @@ enum {
 	S_END
 };
 
-/* The key schedule's labels (5.1, 5.2): mac1's is one byte longer. */
+/* The key schedule's labels (5.1, 5.2): the session keys' are one byte shorter. */
 static const char label_mac1[] = "fotagate v1 mac1";
-static const char label_dir[2][16] = { "fotagate v1 g2d", "fotagate v1 d2g" };
-#define LABEL_SIZE(session) ((session) ? sizeof label_dir[0] - 1 : sizeof label_mac1 - 1)
+static const char label_g2d[] = "fotagate v1 g2d";
+static const char label_d2g[] = "fotagate v1 d2g";
+#define LABEL_SIZE(session) ((session) ? sizeof label_g2d - 1 : sizeof label_mac1 - 1)
+typedef char fota_labels_alike[sizeof label_g2d == sizeof label_d2g ? 1 : -1];
 
 static void put16(uint8_t *p, uint32_t v)
 {
@@ -381,8 +383,8 @@ static void derive_keys(struct fota_ctx *ctx)
 	memcpy(salt, ctx->tx + 6 + ctx->id_len, NONCE_SIZE);
 	memcpy(salt + NONCE_SIZE, ctx->body.b, NONCE_SIZE);
 	extract(ctx, salt, 2 * NONCE_SIZE);
-	expand(ctx, ctx->g2d.key_iv, sizeof ctx->g2d.key_iv, label_dir[0], 1);
-	expand(ctx, ctx->d2g.key_iv, sizeof ctx->d2g.key_iv, label_dir[1], 1);
+	expand(ctx, ctx->g2d.key_iv, sizeof ctx->g2d.key_iv, label_g2d, 1);
+	expand(ctx, ctx->d2g.key_iv, sizeof ctx->d2g.key_iv, label_d2g, 1);
 	fota_wipe(&ctx->w.hs, sizeof ctx->w.hs);
 }
 
