@@ -419,10 +419,7 @@ type deviceFrames struct {
 	have     int    // bytes of buf read and not yet taken
 	onAck    func(DeviceMessage)
 	accepted chan struct{} // nil when the session was accepted before the stream
-	taken    bool          // the Accept is taken (accepted is closed)
 }
-
-func (d *deviceFrames) isAccepted() bool { return d.accepted == nil || d.taken }
 
 // take takes n more bytes read into buf[have:]: every whole frame, in order. It returns
 // true with the result at a Report, an Alert, a refusal or a bad frame.
@@ -439,12 +436,11 @@ func (d *deviceFrames) take(n int) (streamResult, bool) {
 		}
 		frame := d.buf[at : at+HeaderSize+body]
 		at += HeaderSize + body
-		if !d.isAccepted() {
-			msg, err := d.c.openAccept(frame)
+		if !d.s.Accepted() {
+			msg, err := d.c.openAccept(frame) // on ok, the session is Accepted from here on
 			if err != nil {
 				return streamResult{msg, err}, true
 			}
-			d.taken = true
 			close(d.accepted)
 			if aw, ok := d.c.rw.(AcceptWatcher); ok {
 				aw.AcceptOpened()
@@ -477,7 +473,7 @@ func (d *deviceFrames) broken(err error) streamResult {
 // readUntil reads the device's frames until its Report, an error or the end of the stream,
 // which it returns with true, or, with toAccept, until the Accept is taken (then false).
 func (d *deviceFrames) readUntil(r io.Reader, toAccept bool) (streamResult, bool) {
-	for !toAccept || !d.isAccepted() {
+	for !toAccept || !d.s.Accepted() {
 		n, err := r.Read(d.buf[d.have:])
 		if res, done := d.take(n); done {
 			return res, true

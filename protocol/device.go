@@ -154,9 +154,7 @@ func (h *DeviceHandshake) ReadOffer(frame []byte) (*Offer, error) {
 		return nil, fmt.Errorf("%w: Offer from gateway %q, device is bound to %q", ErrAuthFailed, gatewayID, h.cfg.GatewayID)
 	}
 	th := transcriptHash(h.Hello(), frame[:HeaderSize+clearLen])
-	var nd [NonceSize]byte
-	copy(nd[:], h.helloFrame[HeaderSize+3+len(h.cfg.DeviceID):])
-	keys := deriveSessionKeys(&h.cfg.PSK, &nd, &ng, h.cfg.DeviceID, gatewayID, &th)
+	keys := deriveSessionKeys(&h.cfg.PSK, &h.hello.Nd, &ng, h.cfg.DeviceID, gatewayID, &th)
 	defer clear(keys.g2d.key[:])
 	defer clear(keys.d2g.key[:])
 	recv, err := newHalfConn(&keys.g2d)

@@ -453,22 +453,8 @@ func (ss *session) handshakeDone(hello *protocol.Hello, accept *protocol.Accept,
 		ev.DeviceID, ev.Running = hello.DeviceID, hello.Running
 	}
 	ss.ev = ev
-	if err != nil {
-		log := ss.logger()
-		ev.Reason, ev.Err = reasonOf(err), err
-		var pe *protocol.PeerError
-		if accept != nil && errors.As(err, &pe) { // authenticated refusal of our offer
-			ev.Kind = EventRefused
-			if ss.img != nil {
-				ev.Seq = ss.img.Seq
-			}
-			log.Warn("device refused the offer", zap.String("reason", ev.Reason))
-		} else {
-			ev.Kind = EventHandshakeFailed
-			ss.lim.Allow() // spend a token: failures are what we rate-limit
-			log.Warn("handshake failed", zap.String("reason", ev.Reason), zap.Error(err))
-		}
-		ss.srv.record(ev)
+	if err != nil { // an offered image's Accept is read by the stream, so none is named here
+		ss.handshakeEnded(ev, accept != nil, err)
 		return nil
 	}
 	sess := ss.gc.Session()
@@ -493,6 +479,24 @@ func (ss *session) handshakeDone(hello *protocol.Hello, accept *protocol.Accept,
 	ev.Kind = EventOffered
 	ss.srv.record(ev)
 	return sess
+}
+
+// handshakeEnded records a handshake that ended without a transfer. answered says the
+// device's Accept was opened: its error, an authenticated *PeerError, is then its refusal of
+// our offer. Anything else is a failed handshake, which spends one of the source's tokens:
+// failures are what the limiter counts.
+func (ss *session) handshakeEnded(ev Event, answered bool, err error) {
+	ev.Reason, ev.Err = reasonOf(err), err
+	var pe *protocol.PeerError
+	if answered && errors.As(err, &pe) {
+		ev.Kind = EventRefused
+		ss.logger().Warn("device refused the offer", zap.String("reason", ev.Reason))
+	} else {
+		ev.Kind = EventHandshakeFailed
+		ss.lim.Allow()
+		ss.logger().Warn("handshake failed", zap.String("reason", ev.Reason), zap.Error(err))
+	}
+	ss.srv.record(ev)
 }
 
 // accepted records the device's ok Accept, which the stream's reader has opened.
@@ -547,18 +551,8 @@ func (ss *session) progress(m protocol.DeviceMessage) {
 func (ss *session) streamDone(sess *protocol.GatewaySession, rep protocol.DeviceMessage, err error) {
 	ev := ss.ev
 	ev.Duration = time.Since(ss.start)
-	var pe *protocol.PeerError
-	if rep.Type == protocol.TypeAccept && errors.As(err, &pe) { // authenticated refusal of our offer
-		ev.Kind, ev.Reason, ev.Err = EventRefused, reasonOf(err), err
-		ss.logger().Warn("device refused the offer", zap.String("reason", ev.Reason))
-		ss.srv.record(ev)
-		return
-	}
-	if !sess.Accepted() { // no Accept: the handshake failed
-		ev.Kind, ev.Reason, ev.Err = EventHandshakeFailed, reasonOf(err), err
-		ss.lim.Allow() // spend a token: failures are what we rate-limit
-		ss.logger().Warn("handshake failed", zap.String("reason", ev.Reason), zap.Error(err))
-		ss.srv.record(ev)
+	if !sess.Accepted() { // the stream ended at the Accept: a refusal, or no (good) Accept
+		ss.handshakeEnded(ev, rep.Type == protocol.TypeAccept, err)
 		return
 	}
 	if err != nil {
