@@ -57,15 +57,7 @@ func benchServerSndBuf(tb testing.TB, devices devMap, img *Image, cfg Config, sn
 	}
 	lc := ListenConfig()
 	if sndbuf > 0 {
-		lc.Control = func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			if err := rc.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, sndbuf)
-			}); err != nil {
-				return err
-			}
-			return serr
-		}
+		lc.Control = setSockopt(syscall.SO_SNDBUF, sndbuf)
 	}
 	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {

@@ -222,15 +222,7 @@ func (fl *fleetChild) dial(i int) (net.Conn, error) {
 	}
 	if n := fl.spec.RcvBuf; n > 0 {
 		// Before connect, so the window the device announces is small from the start.
-		d.Control = func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			if err := rc.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n)
-			}); err != nil {
-				return err
-			}
-			return serr
-		}
+		d.Control = setSockopt(syscall.SO_RCVBUF, n)
 	}
 	for attempt := 0; ; attempt++ {
 		c, err := d.Dial("tcp", fl.spec.Addr)

@@ -57,12 +57,19 @@ func newImage(data []byte, seq uint32) *Image {
 
 func start(t *testing.T, cfg Config, devs devMap, img *Image) (*Server, string, *events) {
 	t.Helper()
-	ev := &events{}
-	s, err := New(cfg, devs, oneImage{img}, ev, zaptest.NewLogger(t))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	s, ev := serveOn(t, cfg, devs, img, ln)
+	return s, ln.Addr().String(), ev
+}
+
+// serveOn is start on a listener of the test's making.
+func serveOn(t *testing.T, cfg Config, devs devMap, img *Image, ln net.Listener) (*Server, *events) {
+	t.Helper()
+	ev := &events{}
+	s, err := New(cfg, devs, oneImage{img}, ev, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +79,7 @@ func start(t *testing.T, cfg Config, devs devMap, img *Image) (*Server, string, 
 		defer cancel()
 		s.Shutdown(ctx)
 	})
-	return s, ln.Addr().String(), ev
+	return s, ev
 }
 
 // fetch runs a device against addr and returns the image it received.

@@ -22,15 +22,7 @@ import (
 // slowFetch is fetch for a device that reads through a small socket receive buffer, pausing
 // every few frames, and checks that every payload starts where the previous one ended.
 func slowFetch(addr, id string, key [32]byte, chunk int) ([]byte, error) {
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
+	d := net.Dialer{Control: setSockopt(syscall.SO_RCVBUF, 4096)}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -290,17 +282,11 @@ func TestReadPendingGathersAcksOnceTheyComeAndTheReportGetsThroughAlone(t *testi
 func TestProgressShowsWhileTheImageGoesOut(t *testing.T) {
 	data := randomBytes(1<<20, 17)
 	devs := devMap{"d": {Class: "esp8266-4m", PSK: psk(1)}}
-	ev := &events{}
-	s, err := New(Config{}, devs, oneImage{newImage(data, 3)}, ev, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ln, err := sndBufListener(t, 16<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Serve(ln)
-	defer s.Shutdown(t.Context())
+	_, ev := serveOn(t, Config{}, devs, newImage(data, 3), ln)
 	c, err := dialRcvBuf(ln.Addr().String(), 4096)
 	if err != nil {
 		t.Fatal(err)
@@ -350,26 +336,12 @@ func TestProgressShowsWhileTheImageGoesOut(t *testing.T) {
 func TestDeviceAckingEveryFrameGetsTheWholeImage(t *testing.T) {
 	data := randomBytes(4<<20, 19)
 	devs := devMap{"d": {Class: "esp8266-4m", PSK: psk(1)}}
-	ev := &events{}
-	s, err := New(Config{IdleTimeout: 5 * time.Second}, devs, oneImage{newImage(data, 3)}, ev, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ln, err := sndBufListener(t, 4<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Serve(ln)
-	defer s.Shutdown(t.Context())
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
+	_, ev := serveOn(t, Config{IdleTimeout: 5 * time.Second}, devs, newImage(data, 3), ln)
+	d := net.Dialer{Control: setSockopt(syscall.SO_SNDBUF, 4096)}
 	c, err := d.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -411,33 +383,32 @@ func TestDeviceAckingEveryFrameGetsTheWholeImage(t *testing.T) {
 	}
 }
 
-// sndBufListener listens on loopback with SO_SNDBUF set on the accepted sockets.
-func sndBufListener(t *testing.T, n int) (net.Listener, error) {
-	lc := ListenConfig()
-	lc.Control = func(_, _ string, rc syscall.RawConn) error {
+// setSockopt is a Control function (net.Dialer, net.ListenConfig) that sets one integer
+// socket option before the connect or listen: a buffer size the peer must see from the
+// start.
+func setSockopt(opt, v int) func(_, _ string, rc syscall.RawConn) error {
+	return func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		if err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, n)
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, v)
 		}); err != nil {
 			return err
 		}
 		return serr
 	}
+}
+
+// sndBufListener listens on loopback with SO_SNDBUF set on the accepted sockets.
+func sndBufListener(t *testing.T, n int) (net.Listener, error) {
+	lc := ListenConfig()
+	lc.Control = setSockopt(syscall.SO_SNDBUF, n)
 	return lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 }
 
 // dialRcvBuf dials addr with SO_RCVBUF set before the connect, so the window the device
 // announces is small from the start.
 func dialRcvBuf(addr string, n int) (net.Conn, error) {
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
+	d := net.Dialer{Control: setSockopt(syscall.SO_RCVBUF, n)}
 	return d.Dial("tcp", addr)
 }
 
