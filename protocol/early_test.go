@@ -13,31 +13,10 @@ import (
 // The first image byte goes out behind the Offer (PROTOCOL.md 4.4), from where the Hello's
 // resume point says, and no further than the early window until the Accept is open.
 
-// offerTo runs Hello and Offer through the pure API; the device holds dc.Resume.
-func offerTo(t *testing.T, dc *protocol.DeviceConfig, m *protocol.Manifest) (*protocol.DeviceHandshake, *protocol.GatewayHandshake, []byte) {
-	t.Helper()
-	dh, err := protocol.NewDeviceHandshake(dc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gh := protocol.NewGatewayHandshake(gatewayConfig(t, 4096))
-	if _, err := gh.ReadHello(dh.Hello(), lookupOne(dc.DeviceID, dc.PSK)); err != nil {
-		t.Fatal(err)
-	}
-	offer, err := gh.AppendOffer(nil, &protocol.Offer{Status: protocol.StatusOffer, Manifest: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := dh.ReadOffer(offer); err != nil {
-		t.Fatal(err)
-	}
-	return dh, gh, offer
-}
-
 func TestEarlyWindowHoldsFramesUntilTheAccept(t *testing.T) {
 	img := randomImage(100_000, 5)
 	for _, chunk := range []int{64, 1000, 4096} {
-		dh, gh, _ := offerTo(t, deviceConfig(chunk), manifestFor(img, 2))
+		dh, gh := offerTo(t, deviceConfig(chunk), gatewayConfig(t, 4096), manifestFor(img, 2))
 		gs := gh.Session()
 		var early [][]byte
 		for gs.MayAppend() {
@@ -98,7 +77,7 @@ func TestResumePointDecidesWhereTheStreamStarts(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			dc := deviceConfig(1024)
 			dc.Resume = c.resume
-			dh, gh, _ := offerTo(t, dc, m)
+			dh, gh := offerTo(t, dc, gatewayConfig(t, 4096), m)
 			if got := gh.Session().Start(); got != c.start {
 				t.Fatalf("gateway starts at %d, want %d", got, c.start)
 			}
@@ -123,46 +102,54 @@ func TestResumePointDecidesWhereTheStreamStarts(t *testing.T) {
 	}
 }
 
-// Over a connection: the device reads the Offer and the first data frame before it sends its
-// Accept, so the image's first byte is on its way one round trip after the Hello.
-func TestStreamSendsTheFirstFramesBeforeTheAccept(t *testing.T) {
-	img := randomImage(200_000, 8)
+// streamEnd is how the gateway of earlyPipe ended its Stream.
+type streamEnd struct {
+	msg     protocol.DeviceMessage
+	err     error
+	sent    uint32 // image bytes it had sealed
+	accepts int    // Accepts passed to its onAck
+}
+
+// earlyPipe runs a gateway that offers img on one end of a net.Pipe, and streams it as the
+// gateway server does (Offer, then Stream: the first frames behind the Offer, the Accept read
+// by the stream), with an 8 KiB write buffer. On the other end it sends the Hello of a device
+// of the given chunk and opens the gateway's Offer; the caller goes on from there, with buf, a
+// frame buffer for that chunk. A pipe has no buffer: the gateway's writes wait for the
+// device's reads.
+func earlyPipe(t *testing.T, img []byte, chunk int) (dconn net.Conn, dh *protocol.DeviceHandshake, buf []byte, end <-chan streamEnd) {
+	t.Helper()
 	m := manifestFor(img, 2)
 	dconn, gconn := net.Pipe()
-	defer dconn.Close()
-	defer gconn.Close()
+	t.Cleanup(func() { dconn.Close() })
 	dconn.SetDeadline(time.Now().Add(20 * time.Second))
 	gconn.SetDeadline(time.Now().Add(20 * time.Second))
-	gw := make(chan error, 1)
+	ends := make(chan streamEnd, 1)
 	go func() {
+		defer gconn.Close()
 		gc := protocol.NewGatewayConn(gconn, gatewayConfig(t, 4096))
 		if _, err := gc.Offer(lookupOne("dev-1", testPSK), func(*protocol.Hello) (*protocol.Offer, error) {
 			return &protocol.Offer{Status: protocol.StatusOffer, Manifest: m}, nil
 		}); err != nil {
-			gw <- err
+			ends <- streamEnd{err: err}
 			return
 		}
-		var accepts int
-		rep, err := gc.Stream(bytes.NewReader(img), make([]byte, 8<<10), func(msg protocol.DeviceMessage) {
+		var e streamEnd
+		e.msg, e.err = gc.Stream(bytes.NewReader(img), make([]byte, 8<<10), func(msg protocol.DeviceMessage) {
 			if msg.Type == protocol.TypeAccept {
-				accepts++
+				e.accepts++
 			}
 		})
-		if err == nil && (rep.Type != protocol.TypeReport || accepts != 1) {
-			err = errors.New("no Report, or not one Accept before it")
-		}
-		gw <- err
+		e.sent = gc.Session().Sent()
+		ends <- e
 	}()
-
-	dc := deviceConfig(1024)
-	dh, err := protocol.NewDeviceHandshake(dc)
+	dh, err := protocol.NewDeviceHandshake(deviceConfig(chunk))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := dconn.Write(dh.Hello()); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, protocol.FrameBufferSize(1024))
+	buf = make([]byte, protocol.FrameBufferSize(chunk))
 	frame, err := protocol.ReadFrame(dconn, buf, protocol.MaxOfferBody)
 	if err != nil {
 		t.Fatal(err)
@@ -170,6 +157,14 @@ func TestStreamSendsTheFirstFramesBeforeTheAccept(t *testing.T) {
 	if _, err := dh.ReadOffer(frame); err != nil {
 		t.Fatal(err)
 	}
+	return dconn, dh, buf, ends
+}
+
+// Over a connection: the device reads the Offer and the first data frames before it sends
+// its Accept, so the image's first byte is on its way one round trip after the Hello.
+func TestStreamSendsTheFirstFramesBeforeTheAccept(t *testing.T) {
+	img := randomImage(200_000, 8)
+	dconn, dh, buf, gw := earlyPipe(t, img, 1024)
 	// Read every early frame before answering: net.Pipe has no buffer, so the gateway can only
 	// have written them if it did not wait for the Accept.
 	var early [][]byte
@@ -206,12 +201,12 @@ func TestStreamSendsTheFirstFramesBeforeTheAccept(t *testing.T) {
 		}
 		got = append(got, p...)
 	}
-	rep, _ := ds.AppendReport(nil, protocol.CodeOK, m.Size)
+	rep, _ := ds.AppendReport(nil, protocol.CodeOK, uint32(len(img)))
 	if _, err := dconn.Write(rep); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-gw; err != nil {
-		t.Fatalf("gateway: %v", err)
+	if e := <-gw; e.err != nil || e.msg.Type != protocol.TypeReport || e.accepts != 1 {
+		t.Fatalf("gateway: %+v; want a Report and one Accept before it", e)
 	}
 	if !bytes.Equal(got, img) {
 		t.Fatal("image differs")
@@ -222,40 +217,7 @@ func TestStreamSendsTheFirstFramesBeforeTheAccept(t *testing.T) {
 // authenticated code, and the gateway has sent nothing past the window.
 func TestStreamEndsOnARefusalAfterTheEarlyFrames(t *testing.T) {
 	img := randomImage(200_000, 9)
-	m := manifestFor(img, 2)
-	dconn, gconn := net.Pipe()
-	defer dconn.Close()
-	dconn.SetDeadline(time.Now().Add(20 * time.Second))
-	gconn.SetDeadline(time.Now().Add(20 * time.Second))
-	type result struct {
-		msg  protocol.DeviceMessage
-		err  error
-		sent uint32
-	}
-	gw := make(chan result, 1)
-	go func() {
-		defer gconn.Close()
-		gc := protocol.NewGatewayConn(gconn, gatewayConfig(t, 4096))
-		if _, err := gc.Offer(lookupOne("dev-1", testPSK), func(*protocol.Hello) (*protocol.Offer, error) {
-			return &protocol.Offer{Status: protocol.StatusOffer, Manifest: m}, nil
-		}); err != nil {
-			gw <- result{err: err}
-			return
-		}
-		msg, err := gc.Stream(bytes.NewReader(img), make([]byte, 8<<10), nil)
-		gw <- result{msg, err, gc.Session().Sent()}
-	}()
-	dc := deviceConfig(256)
-	dh, _ := protocol.NewDeviceHandshake(dc)
-	dconn.Write(dh.Hello())
-	buf := make([]byte, protocol.FrameBufferSize(256))
-	frame, err := protocol.ReadFrame(dconn, buf, protocol.MaxOfferBody)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := dh.ReadOffer(frame); err != nil {
-		t.Fatal(err)
-	}
+	dconn, dh, buf, gw := earlyPipe(t, img, 256)
 	acc, _, _ := dh.AppendAccept(nil, protocol.CodeTooLarge, 0)
 	// The gateway is writing its early frames into the pipe: take them while refusing.
 	go func() {
@@ -276,5 +238,4 @@ func TestStreamEndsOnARefusalAfterTheEarlyFrames(t *testing.T) {
 	if r.sent > uint32(protocol.EarlyFrames(256)*256) {
 		t.Fatalf("gateway sealed %d bytes for a device that never accepted", r.sent)
 	}
-	dconn.Close()
 }

@@ -57,12 +57,9 @@ func manifestFor(img []byte, seq uint32) *protocol.Manifest {
 	return &protocol.Manifest{Seq: seq, Size: uint32(len(img)), Class: "esp8266-v1", Digest: sha256.Sum256(img)}
 }
 
-// memHandshake runs a whole handshake through the pure API and returns both data sessions.
-func memHandshake(t testing.TB, dc *protocol.DeviceConfig, gc *protocol.GatewayConfig, m *protocol.Manifest, offset uint32) (*protocol.DeviceSession, *protocol.GatewaySession) {
+// offerTo runs Hello and Offer of m through the pure API; the device holds dc.Resume.
+func offerTo(t testing.TB, dc *protocol.DeviceConfig, gc *protocol.GatewayConfig, m *protocol.Manifest) (*protocol.DeviceHandshake, *protocol.GatewayHandshake) {
 	t.Helper()
-	if offset > 0 { // the device holds offset bytes of this image: its Hello says so
-		dc.Resume = protocol.ResumePoint{Offset: offset, Digest: m.Digest}
-	}
 	dh, err := protocol.NewDeviceHandshake(dc)
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +75,16 @@ func memHandshake(t testing.TB, dc *protocol.DeviceConfig, gc *protocol.GatewayC
 	if _, err := dh.ReadOffer(offer); err != nil {
 		t.Fatal(err)
 	}
+	return dh, gh
+}
+
+// memHandshake runs a whole handshake through the pure API and returns both data sessions.
+func memHandshake(t testing.TB, dc *protocol.DeviceConfig, gc *protocol.GatewayConfig, m *protocol.Manifest, offset uint32) (*protocol.DeviceSession, *protocol.GatewaySession) {
+	t.Helper()
+	if offset > 0 { // the device holds offset bytes of this image: its Hello says so
+		dc.Resume = protocol.ResumePoint{Offset: offset, Digest: m.Digest}
+	}
+	dh, gh := offerTo(t, dc, gc, m)
 	acc, ds, err := dh.AppendAccept(nil, protocol.CodeOK, offset)
 	if err != nil {
 		t.Fatal(err)
