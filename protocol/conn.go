@@ -385,11 +385,15 @@ func (c *GatewayConn) sendImage(img io.ReaderAt, bufs WriteBuffers, accept func(
 	return streamResult{}, false
 }
 
-// fill seals into wbuf the frames from the session's offset on that fit in it.
+// fill seals into wbuf the frames from the session's offset on that fit in it: straight from
+// an image in memory (ImageBytes), else from one read of all their payloads.
 func (c *GatewayConn) fill(img io.ReaderAt, wbuf []byte) ([]byte, error) {
 	s := c.sess
 	next := s.next
 	k, payload := s.framesThatFit(next, len(wbuf), !s.Accepted())
+	if imageBytes(img) != nil {
+		return c.appendFrames(wbuf[:0], k, img)
+	}
 	// The payloads go to the end of wbuf in one read; AppendFrame then moves each forward into
 	// its frame. Frame i starts at least 19*(k-i) bytes before its payload's staged copy, so a
 	// frame never overwrites a payload still to be moved (see stagedImage).
@@ -399,10 +403,14 @@ func (c *GatewayConn) fill(img io.ReaderAt, wbuf []byte) ([]byte, error) {
 	}
 	c.stage = stagedImage{img: img, at: int64(next), b: staged}
 	defer func() { c.stage = stagedImage{} }()
-	out := wbuf[:0]
+	return c.appendFrames(wbuf[:0], k, &c.stage)
+}
+
+// appendFrames appends the session's next k frames to out.
+func (c *GatewayConn) appendFrames(out []byte, k int, img io.ReaderAt) ([]byte, error) {
 	for range k {
 		var err error
-		if out, err = s.AppendFrame(out, &c.stage); err != nil {
+		if out, err = c.sess.AppendFrame(out, img); err != nil {
 			return nil, err
 		}
 	}

@@ -286,8 +286,29 @@ func (s *GatewaySession) NextFrameSize() int {
 	return HeaderSize + int(min(s.m.Size-s.next, uint32(s.m.Chunk))) + TagSize
 }
 
-// AppendFrame appends the next Data or Final frame to dst, reading its payload from img (the
-// whole image) straight into dst and sealing it in place.
+// ImageBytes is an image reader that holds the whole image in memory, such as the gateway
+// cache's images: AppendFrame then seals each payload straight from it into the frame. Any
+// other io.ReaderAt is read into the frame first and sealed in place, which costs a copy of
+// every byte (two in GatewayConn's stream, which reads a batch of payloads at once): about 5%
+// of the server's CPU at 1 KiB chunks (gateway/server's BenchmarkAggregateThroughput).
+type ImageBytes interface {
+	io.ReaderAt
+	// ImageBytes returns the whole image, which nothing may change while the stream runs, or
+	// nil when this one does not hold it in memory (then ReadAt serves it).
+	ImageBytes() []byte
+}
+
+// imageBytes is img's bytes when it holds them in memory, else nil.
+func imageBytes(img io.ReaderAt) []byte {
+	if m, ok := img.(ImageBytes); ok {
+		return m.ImageBytes()
+	}
+	return nil
+}
+
+// AppendFrame appends the next Data or Final frame to dst, sealing its payload straight from
+// img when it holds the image in memory (ImageBytes), else reading it into dst and sealing it
+// in place.
 func (s *GatewaySession) AppendFrame(dst []byte, img io.ReaderAt) ([]byte, error) {
 	if s.finalSent {
 		return dst, fmt.Errorf("%w: nothing left after the Final", ErrUnexpectedMessage)
@@ -308,11 +329,19 @@ func (s *GatewaySession) AppendFrame(dst []byte, img io.ReaderAt) ([]byte, error
 		copy(grown, dst)
 		dst = grown
 	}
-	payload := dst[start+HeaderSize : start+HeaderSize+int(n)]
-	// io.ReaderAt may return io.EOF with a full read at the end of the input: judge the read
-	// by its count.
-	if got, err := img.ReadAt(payload, int64(off)); got < len(payload) {
-		return dst[:start], fmt.Errorf("protocol: reading image at %d: %d of %d bytes: %w", off, got, len(payload), err)
+	var payload []byte
+	if b := imageBytes(img); b != nil {
+		if uint64(len(b)) < uint64(off)+uint64(n) {
+			return dst[:start], fmt.Errorf("protocol: image of %d bytes has no %d at %d", len(b), n, off)
+		}
+		payload = b[off : off+n]
+	} else {
+		payload = dst[start+HeaderSize : start+HeaderSize+int(n)]
+		// io.ReaderAt may return io.EOF with a full read at the end of the input: judge the
+		// read by its count.
+		if got, err := img.ReadAt(payload, int64(off)); got < len(payload) {
+			return dst[:start], fmt.Errorf("protocol: reading image at %d: %d of %d bytes: %w", off, got, len(payload), err)
+		}
 	}
 	extra := binary.BigEndian.AppendUint32(s.extra[:0], off)
 	if typ == TypeFinal {

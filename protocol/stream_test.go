@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -35,10 +36,12 @@ type gatewaySide struct {
 	net.Conn
 	writes  atomic.Int64
 	maxRead func() int
+	sent    bytes.Buffer // what the gateway wrote, in order (written by the stream's goroutine only)
 }
 
 func (g *gatewaySide) Write(p []byte) (int, error) {
 	g.writes.Add(1)
+	g.sent.Write(p)
 	return g.Conn.Write(p)
 }
 
@@ -76,6 +79,7 @@ func (l *lender) Release(last []byte) {
 // gets the pipe's end after nothing has been sent.
 type streamCase struct {
 	img    []byte
+	image  io.ReaderAt // what the stream reads img from; nil: a bytes.Reader
 	chunk  int
 	wbuf   int
 	side   *gatewaySide
@@ -114,7 +118,10 @@ func (sc *streamCase) run(t *testing.T) (protocol.DeviceMessage, error, error) {
 	}
 	var mu sync.Mutex
 	sc.bufs = &lender{buf: make([]byte, sc.wbuf)}
-	rep, err := gc.StreamWith(bytes.NewReader(sc.img), sc.bufs,
+	if sc.image == nil {
+		sc.image = bytes.NewReader(sc.img)
+	}
+	rep, err := gc.StreamWith(sc.image, sc.bufs,
 		func(m protocol.DeviceMessage) { mu.Lock(); sc.acks = append(sc.acks, m.Offset); mu.Unlock() })
 	gw.Close()
 	return rep, err, <-devErr
@@ -189,6 +196,43 @@ func TestStreamReadsTheImageOncePerWrite(t *testing.T) {
 	writes := sc.side.writes.Load() - handshakeWrites
 	if writes != 14 || ci.reads.Load() != writes {
 		t.Fatalf("%d image reads for %d writes, want one per write and 14 writes", ci.reads.Load(), writes)
+	}
+}
+
+// memoryImage is an image in memory that says so (protocol.ImageBytes) and fails every ReadAt:
+// the stream must seal straight from its bytes.
+type memoryImage []byte
+
+func (m memoryImage) ImageBytes() []byte { return m }
+
+func (memoryImage) ReadAt([]byte, int64) (int, error) {
+	return 0, errors.New("ReadAt of an image in memory")
+}
+
+func TestStreamSealsStraightFromAnImageInMemory(t *testing.T) {
+	img := randomImage(10000, 23)
+	wire := func(image io.ReaderAt) []byte {
+		var acks int
+		sc := &streamCase{img: img, image: image, chunk: 64, wbuf: 1000, device: deviceThatAcks(t, img, 64, 640, &acks)}
+		rep, err, devErr := sc.run(t)
+		if err != nil || devErr != nil || rep.Code != protocol.CodeOK {
+			t.Fatalf("%T: stream %+v, %v; device %v", image, rep, err, devErr)
+		}
+		return sc.side.sent.Bytes()
+	}
+	// The same keys and nonces (seeded) give the same frames whichever way the payloads come.
+	if read, mem := wire(bytes.NewReader(img)), wire(memoryImage(img)); !bytes.Equal(read, mem) {
+		t.Fatalf("sealed from memory: %d bytes on the wire differ from the %d sealed after a read", len(mem), len(read))
+	}
+}
+
+func TestStreamRefusesAnImageInMemoryShorterThanItsManifest(t *testing.T) {
+	img := randomImage(10000, 24)
+	var acks int
+	sc := &streamCase{img: img, image: memoryImage(img[:9000]), chunk: 64, wbuf: 1000,
+		device: deviceThatAcks(t, img, 64, 0, &acks)}
+	if _, err, _ := sc.run(t); err == nil || !strings.Contains(err.Error(), "image of 9000 bytes") {
+		t.Fatalf("stream of a short image: %v, want the short image named", err)
 	}
 }
 
