@@ -59,6 +59,8 @@ type Cache struct {
 	entries map[[32]byte]*entry
 	writing map[[32]byte]bool // digests with a live Pending
 	bytes   int64             // sum of committed entry sizes
+	memCap  int64             // bytes of images Open may hold in memory (HoldInMemory)
+	memUsed int64             // bytes of images held in memory
 	tick    uint64            // logical LRU clock; bumped on every Open and Commit
 	needed  func([32]byte) bool
 	stats   Stats
@@ -71,6 +73,7 @@ type entry struct {
 	size   int64
 	used   uint64
 	refs   int
+	mem    []byte // the image, re-hashed when read in, once Open holds it in memory; never changed
 }
 
 // Info describes one cached image.
@@ -222,6 +225,17 @@ func (c *Cache) path(d [32]byte) string { return filepath.Join(c.dir, hex.Encode
 
 func (c *Cache) partialPath(d [32]byte) string { return c.path(d) + partialSuffix }
 
+// forgetLocked drops e from the index, and its copy in memory, if it is still the entry for
+// its digest. Entries already open keep the copy they hold.
+func (c *Cache) forgetLocked(e *entry) {
+	if cur, ok := c.entries[e.digest]; ok && cur == e {
+		delete(c.entries, e.digest)
+		c.bytes -= e.size
+		c.memUsed -= int64(len(e.mem))
+		e.mem = nil
+	}
+}
+
 // quarantineLocked moves an image's file out of the served set and forgets it. Renaming (not
 // deleting) keeps the evidence for whoever investigates the disk; one file per digest bounds
 // the quarantine's size. Readers that already hold the file open keep reading it (POSIX
@@ -241,10 +255,7 @@ func (c *Cache) quarantineLocked(e *entry, reason string) {
 			c.log.Error("cannot delete corrupt image; remove it by hand", zap.String("file", src), zap.Error(rerr))
 		}
 	}
-	if cur, ok := c.entries[e.digest]; ok && cur == e {
-		delete(c.entries, e.digest)
-		c.bytes -= e.size
-	}
+	c.forgetLocked(e)
 	c.stats.Quarantined++
 	c.log.Error("corrupt image quarantined; it will be fetched again when needed",
 		zap.String("digest", hex.EncodeToString(e.digest[:])), zap.String("reason", reason),

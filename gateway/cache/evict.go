@@ -81,8 +81,7 @@ func (c *Cache) evict(spare *[32]byte) (int64, error) {
 			errs = append(errs, fmt.Errorf("cache %s: evict: %w", hex.EncodeToString(e.digest[:]), err))
 			continue
 		}
-		delete(c.entries, e.digest)
-		c.bytes -= e.size
+		c.forgetLocked(e)
 		freed += e.size
 		c.stats.Evictions++
 		c.log.Info("evicted image no device needs", zap.String("digest", hex.EncodeToString(e.digest[:])),

@@ -113,8 +113,9 @@ type Admin struct {
 
 // Cache configures the verified image cache.
 type Cache struct {
-	Dir      string `koanf:"dir"`
-	MaxBytes int64  `koanf:"max_bytes"`
+	Dir         string `koanf:"dir"`
+	MaxBytes    int64  `koanf:"max_bytes"`
+	MemoryBytes int64  `koanf:"memory_bytes"` // images served from memory (cache.HoldInMemory)
 }
 
 // Upstream configures the vendor firmware server client.
@@ -150,7 +151,7 @@ func Default() Config {
 			HandshakeTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second, FailRate: 1, FailBurst: 10,
 		},
 		Admin: Admin{Listen: "127.0.0.1:7680"},
-		Cache: Cache{MaxBytes: 1 << 30},
+		Cache: Cache{MaxBytes: 1 << 30, MemoryBytes: 64 << 20},
 		Upstream: Upstream{Transport: "auto", Timeout: 60 * time.Second, Retries: 4, PollInterval: 5 * time.Minute,
 			TrustReloadInterval: 10 * time.Second},
 	}
@@ -307,6 +308,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache.MaxBytes < 1<<20 {
 		bad("cache.max_bytes", "%d: at least 1 MiB (1048576)", c.Cache.MaxBytes)
+	}
+	if c.Cache.MemoryBytes < 0 {
+		bad("cache.memory_bytes", "%d: 0 (none) or more", c.Cache.MemoryBytes)
 	}
 	switch c.Upstream.Transport {
 	case "auto", "h2", "h3":

@@ -102,6 +102,7 @@ func New(cfg *config.Config, log *zap.Logger, opt Options) (*Gateway, error) {
 	if g.Cache, err = cache.Open(cfg.Cache.Dir, cfg.Cache.MaxBytes, log.Named("cache")); err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
+	g.Cache.HoldInMemory(cfg.Cache.MemoryBytes)
 	g.Upstream, err = upstream.New(upstream.Config{
 		CABundle: cfg.Upstream.CABundle, Pins: cfg.Upstream.Pins,
 		ClientCert: cfg.Upstream.ClientCert, ClientKey: cfg.Upstream.ClientKey,
