@@ -1,7 +1,6 @@
 package peers
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"strconv"
 	"strings"
@@ -48,7 +47,7 @@ func (f fleetDevices) LookupDevice(id string) (server.Device, bool) {
 // the sweep to hold every session while it samples the gateway's memory.
 func NewFleetGateway(img []byte, n int) (*server.Server, error) {
 	image := &server.Image{Seq: FleetSeq, Size: uint32(len(img)), Digest: sha256.Sum256(img),
-		Open: func() (server.ImageReader, error) { return memImage{bytes.NewReader(img)}, nil }}
+		Open: func() (server.ImageReader, error) { return server.MemoryImage(img), nil }}
 	return server.New(server.Config{GatewayID: "bench-gw", MaxSessions: n + 64,
 		HandshakeTimeout: 10 * time.Minute, IdleTimeout: 10 * time.Minute}, fleetDevices{n}, oneImage{image}, nil, nil)
 }

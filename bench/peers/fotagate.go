@@ -1,7 +1,6 @@
 package peers
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -75,10 +74,6 @@ type oneImage struct{ img *server.Image }
 
 func (o oneImage) Latest(string, uint32) (*server.Image, error) { return o.img, nil }
 
-type memImage struct{ *bytes.Reader }
-
-func (memImage) Close() error { return nil }
-
 // marker tells the meter where the stream starts: the gateway records Offered just before
 // its first data write, which follows the Offer without waiting for the Accept.
 type marker struct{ m *Meter }
@@ -96,7 +91,7 @@ type fotagateServer struct {
 
 func (Fotagate) Serve(addr string, img []byte, m *Meter) (Server, error) {
 	image := &server.Image{Seq: benchSeq, Size: uint32(len(img)), Digest: sha256.Sum256(img),
-		Open: func() (server.ImageReader, error) { return memImage{bytes.NewReader(img)}, nil }}
+		Open: func() (server.ImageReader, error) { return server.MemoryImage(img), nil }}
 	s, err := server.New(server.Config{GatewayID: "bench-gw"}, oneDevice{}, oneImage{image}, marker{m}, nil)
 	if err != nil {
 		return nil, err

@@ -51,10 +51,6 @@ type devMap map[string]server.Device
 
 func (m devMap) LookupDevice(id string) (server.Device, bool) { d, ok := m[id]; return d, ok }
 
-type memImage struct{ *bytes.Reader }
-
-func (memImage) Close() error { return nil }
-
 type oneImage struct{ img *server.Image }
 
 func (o oneImage) Latest(string, uint32) (*server.Image, error) { return o.img, nil }
@@ -65,7 +61,7 @@ const interopSeq = 7
 func startGateway(t *testing.T, devs devMap, img []byte) string {
 	t.Helper()
 	im := &server.Image{Seq: interopSeq, Size: uint32(len(img)), Digest: sha256.Sum256(img),
-		Open: func() (server.ImageReader, error) { return memImage{bytes.NewReader(img)}, nil }}
+		Open: func() (server.ImageReader, error) { return server.MemoryImage(img), nil }}
 	s, err := server.New(server.Config{GatewayID: "gw-interop", MaxPayload: 4096}, devs, oneImage{im}, nil, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)

@@ -21,10 +21,6 @@ type devMap map[string]Device
 
 func (m devMap) LookupDevice(id string) (Device, bool) { d, ok := m[id]; return d, ok }
 
-type memImage struct{ *bytes.Reader }
-
-func (memImage) Close() error { return nil }
-
 type oneImage struct{ img *Image }
 
 func (o oneImage) Latest(string, uint32) (*Image, error) { return o.img, nil }
@@ -52,7 +48,7 @@ func psk(i int) [32]byte { return sha256.Sum256([]byte(fmt.Sprint("key", i))) }
 
 func newImage(data []byte, seq uint32) *Image {
 	return &Image{Seq: seq, Size: uint32(len(data)), Digest: sha256.Sum256(data),
-		Open: func() (ImageReader, error) { return memImage{bytes.NewReader(data)}, nil }}
+		Open: func() (ImageReader, error) { return MemoryImage(data), nil }}
 }
 
 func start(t *testing.T, cfg Config, devs devMap, img *Image) (*Server, string, *events) {
