@@ -420,11 +420,11 @@ func TestStreamSurvivesADeviceAckingEveryFrame(t *testing.T) {
 		{"goroutine", false, 64, 0, 0, false},
 		{"goroutine/early", false, 64, 0, 0, true},
 		{"pending/every-frame", true, 64, 1, 1, false},
-		{"pending/every-32KiB", true, 32 << 10, 2, 3, false},
-		{"pending/early", true, 32 << 10, 2, 3, true},
+		{"pending/every-32KiB", true, 32 << 10, 2, 4, false}, // about 1 MiB / pendingEvery
+		{"pending/early", true, 32 << 10, 2, 4, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			img := randomImage(256<<10, 27)
+			img := randomImage(1<<20, 27)
 			ln := listen(t)
 			gc := gatewayConfig(t, 4096)
 			var acks atomic.Int64

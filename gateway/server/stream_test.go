@@ -318,7 +318,7 @@ func TestProgressShowsWhileTheImageGoesOut(t *testing.T) {
 		}
 	}
 	// 23 Acks went out by then, and the gateway, a few dozen KiB ahead, is still writing:
-	// all but the last few (it looks every 64 KiB it writes) are in.
+	// all but the last few (it looks every 256 KiB it writes) are in.
 	if progress < 12 {
 		t.Fatalf("%d progress events at 3/4 of the image, want most of the 23 Acks sent", progress)
 	}
