@@ -43,7 +43,7 @@ type GatewayMemory struct {
 	Stacks     int64   `json:"stacks"`      // goroutine stacks (StackInuse)
 	Goroutines int     `json:"goroutines"`  //
 	Sessions   int     `json:"sessions"`    // connections the gateway was serving
-	CPUSeconds float64 `json:"cpu_seconds"` // process user + system so far
+	CPUSeconds float64 `json:"cpu_seconds"` // process user + system so far, less the samples' own forced GCs
 }
 
 // PerSession is (m - base) / sessions for RSS and for heap + stacks; 0 without sessions.
@@ -114,7 +114,7 @@ func (r *Results) sweep(w io.Writer, chart string) {
 	}
 	if bound > 0 {
 		p("Gateway goodput per CPU-second / bound: image bytes delivered per second of the gateway process's CPU over the whole step "+
-			"(handshakes, GC and the memory samples' forced GCs included), as a fraction of the one-core physical bound measured in this run "+
+			"(handshakes and GC included; the memory samples' own forced GCs left out), as a fraction of the one-core physical bound measured in this run "+
 			"(%s MB/s; see the loopback section). ", num(bound/1e6))
 	}
 	p("Image per device shrinks with the step (at most 320 MiB in all) so the 10,000 step finishes in minutes; goodput therefore " +
