@@ -363,7 +363,7 @@ func (r *Results) bound(w io.Writer, prof Profile) {
 	p("| ChaCha20-Poly1305 Seal (%s messages) | TCP over loopback (%s writes, the writing thread's CPU) | both: 1/(1/seal + 1/tcp) |\n|---:|---:|---:|\n",
 		sizeString(b.SealMessage), sizeString(b.WriteSize))
 	p("| %s MB/s | %s MB/s | %s MB/s |\n\n", num(b.SealPerCore/1e6), num(b.TCPPerCore/1e6), num(b.Combined()/1e6))
-	p("Each a single goroutine locked to its thread, CPU time from getrusage(RUSAGE_THREAD), the best of three runs. On loopback the "+
+	p("Each a single goroutine locked to its thread, CPU time from the thread's CPU clock (CLOCK_THREAD_CPUTIME_ID), the best of three runs. On loopback the "+
 		"writing thread also runs the kernel's delivery into the receiving socket, as the gateway's does; the reading thread used "+
 		"%.2fx the writer's CPU besides. "+
 		"Below: image bytes per second of gateway CPU (1 MiB / CPU per MiB) as a fraction of the bound; 1.00 would be a gateway that "+
