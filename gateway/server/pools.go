@@ -10,8 +10,8 @@ import (
 // Write buffers come from two pools of fixed-size buffers, so the data path allocates nothing:
 // small ones (Config.WriteBuffer, at least one frame of protocol.MaxPayload) and large ones
 // (Config.MaxWrite). A session packs as many whole frames of its chunk as fit into each
-// write. It takes a large buffer only when its socket's send buffer has room for all of it
-// (sendSpace), so that write does not block, and a small one otherwise.
+// write. It takes a large buffer when its socket's send buffer has room for more than a small
+// one (sendSpace), cut to that room so that write does not block, and a small one otherwise.
 //
 // Why: a session holds its buffer for as long as a write blocks, and a device that flashes
 // slowly (most of them, most of the time) keeps the write blocked behind its small TCP window,
@@ -25,7 +25,7 @@ import (
 // The default small buffer, 4,864 bytes, is the Go allocator's size class that holds one
 // 4 KiB frame (4,115 bytes): a smaller one would cost as much. It holds 58 frames of 64
 // bytes, 4 of 1 KiB, 2 of 2 KiB, 1 of 4 KiB. A large buffer goes back to its pool as soon as
-// the socket has no room for another; whichever buffer a session holds goes back as soon as
+// the socket has no room for more than a small one; whichever buffer a session holds goes back as soon as
 // the Final is written, before the session waits for the device's Report.
 type writeBuffers struct {
 	small, large pool
@@ -76,30 +76,31 @@ type sessionBuffers struct {
 }
 
 // Next gives back the previous write's buffer and lends the next: a large one when the
-// socket's send buffer has room for all of it, else a small one, kept from write to write.
+// socket's send buffer has room for more than a small one, cut to that room (the write then
+// does not block, so the large buffer is not held while a slow device reads), else a small
+// one, kept from write to write.
 //
 // Asking the kernel for the room costs two syscalls, as much as sealing 2-4 KiB, so it is
 // asked only when what it said last is used up: the room only grows as the peer acknowledges,
-// except by what the session writes itself, which Next counts off (a whole large buffer for
-// each, at least what the write holds). On loopback, where the send buffer starts at about
+// except by what the session writes itself, which Next counts off (all of the buffer it
+// lends, at least what the write holds). On loopback, where the send buffer starts at about
 // 1.3 MB, one question then covers a whole image of several hundred KiB.
 func (b *sessionBuffers) Next([]byte) []byte {
-	want := &b.w.small
+	want, n := &b.w.small, b.w.small.size
 	if large := b.w.large.size; large > b.w.small.size {
 		if b.room < large {
 			b.room = sendSpace(b.conn)
 		}
-		if b.room >= large {
-			want = &b.w.large
-			b.room -= large
+		if b.room > b.w.small.size {
+			want, n = &b.w.large, min(large, b.room)
+			b.room -= n
 		}
 	}
-	if b.held != nil && b.from == want {
-		return *b.held
+	if b.held == nil || b.from != want {
+		b.Release(nil)
+		b.held, b.from = want.get(), want
 	}
-	b.Release(nil)
-	b.held, b.from = want.get(), want
-	return *b.held
+	return (*b.held)[:n]
 }
 
 // Release gives back the buffer lent last.

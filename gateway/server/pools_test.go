@@ -97,7 +97,7 @@ func tcpPair(t *testing.T, sndbuf int) (net.Conn, net.Conn) {
 	return c, d
 }
 
-func TestSessionBuffersGoLargeOnlyWithRoomInTheSocket(t *testing.T) {
+func TestSessionBuffersGoLargeWithRoomInTheSocket(t *testing.T) {
 	w := newWriteBuffers(4864, 64<<10)
 
 	// Room for 1 MiB: large buffers, the same one kept from write to write.
@@ -112,11 +112,19 @@ func TestSessionBuffersGoLargeOnlyWithRoomInTheSocket(t *testing.T) {
 		t.Fatal("the buffer is still held after Release")
 	}
 
-	// Room for 16 KiB: small buffers.
-	tight, _ := tcpPair(t, 16<<10)
+	// Room for 16 KiB: a large buffer cut to the room, so the write does not block.
+	part, _ := tcpPair(t, 16<<10)
+	b = sessionBuffers{w: w, conn: part}
+	if got := b.Next(nil); len(got) != 16<<10 || cap(got) != 64<<10 {
+		t.Fatalf("room for 16 KiB: %d bytes of a %d-byte buffer, want 16 KiB of a large one", len(got), cap(got))
+	}
+	b.Release(nil)
+
+	// Room for less than a small buffer: a small one (its write may block).
+	tight, _ := tcpPair(t, 4<<10)
 	b = sessionBuffers{w: w, conn: tight}
 	if got := len(b.Next(nil)); got != 4864 {
-		t.Fatalf("room for 16 KiB: a %d-byte buffer, want 4864", got)
+		t.Fatalf("room for 4 KiB: a %d-byte buffer, want 4864", got)
 	}
 	b.Release(nil)
 
