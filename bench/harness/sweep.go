@@ -32,6 +32,7 @@ import (
 	"github.com/fotagate/fotagate/bench/peers"
 	"github.com/fotagate/fotagate/bench/report"
 	"github.com/fotagate/fotagate/devicelib"
+	"github.com/fotagate/fotagate/gateway/server"
 	"github.com/fotagate/fotagate/protocol"
 )
 
@@ -321,7 +322,7 @@ func childGateway(args []string, stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := server.ListenConfig().Listen(context.Background(), "tcp", *addr) // as fotagate listens
 	if err != nil {
 		return err
 	}
