@@ -74,6 +74,9 @@ type entry struct {
 	used   uint64
 	refs   int
 	mem    []byte // the image, re-hashed when read in, once Open holds it in memory; never changed
+	// loading is set while one Open reads the image in to hold it: the others read the file
+	// meanwhile, so that sessions arriving together after a start do not each read a copy.
+	loading bool
 }
 
 // Info describes one cached image.

@@ -28,6 +28,8 @@ type Entry struct {
 // The first Open of an image that fits reads it whole and re-hashes it, so a file that rotted
 // on disk since its Commit is quarantined then rather than served. An image leaves memory
 // when it leaves the cache (eviction, quarantine); sessions that hold it keep their copy.
+// One Open at a time reads an image in; the others read the file meanwhile, so a crowd of
+// sessions after a start costs one copy, not one each.
 func (c *Cache) HoldInMemory(max int64) {
 	c.mu.Lock()
 	c.memCap = max
@@ -50,7 +52,8 @@ func (c *Cache) Open(digest [32]byte) (*Entry, error) {
 	c.tick++
 	e.used = c.tick
 	e.refs++
-	mem, load := e.mem, e.mem == nil && e.size <= c.memCap-c.memUsed
+	mem, load := e.mem, e.mem == nil && !e.loading && e.size <= c.memCap-c.memUsed
+	e.loading = e.loading || load
 	c.mu.Unlock()
 	if mem != nil {
 		return &Entry{c: c, e: e, mem: mem}, nil
@@ -58,6 +61,11 @@ func (c *Cache) Open(digest [32]byte) (*Entry, error) {
 
 	f, err := c.openFile(e)
 	if err != nil {
+		if load {
+			c.mu.Lock()
+			e.loading = false
+			c.mu.Unlock()
+		}
 		return nil, err
 	}
 	if load {
@@ -75,6 +83,7 @@ func (c *Cache) load(e *entry, f *os.File) (*Entry, error) {
 	sum := sha256.Sum256(mem)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	e.loading = false
 	switch {
 	case err != nil:
 		e.refs--

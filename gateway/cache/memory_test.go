@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/fotagate/fotagate/protocol"
@@ -91,5 +92,43 @@ func TestMemoryBudgetIsFreedWhenAnImageLeaves(t *testing.T) {
 	}
 	if held(t, c, db, b) == nil {
 		t.Fatal("evicted image's memory not given back: the second image is still not held")
+	}
+}
+
+// Sessions that arrive together after a start all get the image, and it is held once.
+func TestImageOpenedByManyAtOnceIsHeldOnce(t *testing.T) {
+	c, _ := open(t, t.TempDir(), 0)
+	b, d := image(200<<10, 65)
+	put(t, c, b, d)
+	c.HoldInMemory(1 << 20)
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for range 50 {
+		wg.Go(func() {
+			en, err := c.Open(d)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer en.Close()
+			got := make([]byte, len(b))
+			if _, err := en.ReadAt(got, 0); err != nil || !bytes.Equal(got, b) {
+				errs <- errors.New("wrong image read")
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if mem := held(t, c, d, b); !bytes.Equal(mem, b) {
+		t.Fatal("image not held after the rush")
+	}
+	c.mu.Lock()
+	used, loading := c.memUsed, c.entries[d].loading
+	c.mu.Unlock()
+	if used != int64(len(b)) || loading {
+		t.Fatalf("memory held %d bytes (loading %v), want the one %d-byte image", used, loading, len(b))
 	}
 }
