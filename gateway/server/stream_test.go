@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -455,5 +456,32 @@ func TestReportWakesTheGatewayWithoutAClose(t *testing.T) {
 	}
 	if ev.count(EventReport, "ok") != 1 {
 		t.Fatalf("no ok Report recorded before the close (after %v)", time.Since(t0))
+	}
+}
+
+// The idle timeout is the longest silence a streaming device is allowed (Config.IdleTimeout,
+// devices.idle_timeout): the deadline moves only now and then (idleConn.extend), but never so
+// that a device is cut before it has been silent that long.
+func TestIdleTimeoutCutsNoSoonerThanItsLengthAfterTheLastRead(t *testing.T) {
+	const idle = 2 * time.Second
+	c, dev := tcpPeers(t)
+	ic := &idleConn{Conn: c, idle: idle}
+	ic.AcceptOpened() // the deadline moves now
+	// Well within the eighth of the timeout during which reads leave the deadline alone (on a
+	// machine so slow that this sleep overruns it, the read moves it and the test proves less).
+	time.Sleep(idle / 40)
+	dev.Write([]byte{1})
+	buf := make([]byte, 1)
+	if _, err := ic.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	last := time.Now()
+	_, err := ic.Read(buf) // the device says nothing more
+	silent := time.Since(last)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read from a silent device: %v, want the deadline", err)
+	}
+	if silent < idle {
+		t.Fatalf("cut after %v of silence, before the %v idle timeout", silent, idle)
 	}
 }
