@@ -1,12 +1,14 @@
 package cache
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 
 	"go.uber.org/zap"
@@ -27,7 +29,9 @@ type Entry struct {
 // opening and reading the file: a copy of every byte fewer, and no file calls per session.
 // The first Open of an image that fits reads it whole and re-hashes it, so a file that rotted
 // on disk since its Commit is quarantined then rather than served. An image leaves memory
-// when it leaves the cache (eviction, quarantine); sessions that hold it keep their copy.
+// when it leaves the cache (eviction, quarantine), or when an image that does not fit needs
+// its room and no session has it open (least recently used first: the images a cache keeps
+// on disk outnumber by far those devices still fetch); sessions that hold it keep their copy.
 // One Open at a time reads an image in; the others read the file meanwhile, so a crowd of
 // sessions after a start costs one copy, not one each.
 func (c *Cache) HoldInMemory(max int64) {
@@ -52,7 +56,7 @@ func (c *Cache) Open(digest [32]byte) (*Entry, error) {
 	c.tick++
 	e.used = c.tick
 	e.refs++
-	mem, load := e.mem, e.mem == nil && !e.loading && e.size <= c.memCap-c.memUsed
+	mem, load := e.mem, e.mem == nil && !e.loading && c.roomLocked(e.size)
 	e.loading = e.loading || load
 	c.mu.Unlock()
 	if mem != nil {
@@ -95,11 +99,40 @@ func (c *Cache) load(e *entry, f *os.File) (*Entry, error) {
 		}
 		return nil, fmt.Errorf("cache %s: %w: content hashes to %x", hex.EncodeToString(e.digest[:]), ErrCorrupt, sum)
 	}
-	if cur, ok := c.entries[e.digest]; ok && cur == e && e.mem == nil && e.size <= c.memCap-c.memUsed {
+	if cur, ok := c.entries[e.digest]; ok && cur == e && e.mem == nil && c.roomLocked(e.size) {
 		e.mem = mem
 		c.memUsed += e.size
 	}
 	return &Entry{c: c, e: e, mem: mem}, nil
+}
+
+// roomLocked reports whether size bytes of image fit in what HoldInMemory allows, making the
+// room if it must by dropping the copies of images no session has open, least recently used
+// first; it drops none when that would not make room.
+func (c *Cache) roomLocked(size int64) bool {
+	if size <= c.memCap-c.memUsed {
+		return true
+	}
+	var idle []*entry
+	free := c.memCap - c.memUsed
+	for _, e := range c.entries {
+		if e.mem != nil && e.refs == 0 {
+			idle = append(idle, e)
+			free += int64(len(e.mem))
+		}
+	}
+	if size > free {
+		return false
+	}
+	slices.SortFunc(idle, func(a, b *entry) int { return cmp.Compare(a.used, b.used) })
+	for _, e := range idle {
+		c.memUsed -= int64(len(e.mem))
+		e.mem = nil
+		if size <= c.memCap-c.memUsed {
+			break
+		}
+	}
+	return true
 }
 
 // openFile opens e's file and checks its size, for a caller that already holds a reference;

@@ -81,9 +81,14 @@ func TestMemoryBudgetIsFreedWhenAnImageLeaves(t *testing.T) {
 	if held(t, c, da, a) == nil {
 		t.Fatal("first image not held")
 	}
+	open, err := c.Open(da) // a session keeps a's copy, and so its room
+	if err != nil {
+		t.Fatal(err)
+	}
 	if held(t, c, db, b) != nil {
 		t.Fatal("second image held past the 1500-byte budget")
 	}
+	open.Close()
 	// b is now used more recently than a, so the third image evicts a, and a's memory with it.
 	x, dx := image(1000, 64)
 	put(t, c, x, dx)
@@ -130,5 +135,45 @@ func TestImageOpenedByManyAtOnceIsHeldOnce(t *testing.T) {
 	c.mu.Unlock()
 	if used != int64(len(b)) || loading {
 		t.Fatalf("memory held %d bytes (loading %v), want the one %d-byte image", used, loading, len(b))
+	}
+}
+
+// The cache keeps on disk many more images than devices still fetch: one that no session has
+// open gives its room in memory to one that needs it, the least recently used first, and
+// one that a session has open keeps it.
+func TestHeldImageNoSessionHasOpenMakesRoomForAnother(t *testing.T) {
+	c, _ := open(t, t.TempDir(), 0)
+	c.HoldInMemory(2500)
+	a, da := image(1000, 66)
+	b, db := image(1000, 67)
+	x, dx := image(1000, 68)
+	put(t, c, a, da)
+	put(t, c, b, db)
+	put(t, c, x, dx)
+	if held(t, c, da, a) == nil || held(t, c, db, b) == nil {
+		t.Fatal("first two images not held")
+	}
+	openA, err := c.Open(da) // a is now used more recently than b, and open
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer openA.Close()
+	if held(t, c, dx, x) == nil {
+		t.Fatal("third image not held: an image no session has open keeps its room")
+	}
+	openX, err := c.Open(dx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer openX.Close()
+	// a and x are open: b finds no room to make, and takes none.
+	if held(t, c, db, b) != nil {
+		t.Fatal("second image held in the room of images sessions have open")
+	}
+	c.mu.Lock()
+	used, aHeld, xHeld := c.memUsed, c.entries[da].mem != nil, c.entries[dx].mem != nil
+	c.mu.Unlock()
+	if used != 2000 || !aHeld || !xHeld {
+		t.Fatalf("memory held %d bytes (a %v, x %v), want a and x: 2000", used, aHeld, xHeld)
 	}
 }
