@@ -235,7 +235,8 @@ const (
 //
 // The image is read once per Write, the payloads of all the frames that fit in one ReadAt,
 // and sealed in place: nothing is allocated per frame, and a file-backed image costs one read
-// per write, not one per frame.
+// per write, not one per frame. An image held in memory (ImageBytes) is not read at all: each
+// payload is sealed straight from it into its frame.
 func (c *GatewayConn) Stream(img io.ReaderAt, wbuf []byte, onAck func(DeviceMessage)) (DeviceMessage, error) {
 	return c.StreamWith(img, oneBuffer(wbuf[:cap(wbuf)]), onAck)
 }

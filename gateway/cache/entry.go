@@ -40,10 +40,12 @@ func (c *Cache) HoldInMemory(max int64) {
 	c.mu.Unlock()
 }
 
-// Open opens a committed image for reading and counts a hit or a miss. Nothing is re-hashed
-// (the image was verified at Commit and Scrub re-checks on demand), but the file's size is
+// Open opens a committed image for reading and counts a hit or a miss. A file is not
+// re-hashed (the image was verified at Commit and Scrub re-checks on demand), but its size is
 // compared with the committed size, and a file that changed size is quarantined and reported
-// as ErrCorrupt.
+// as ErrCorrupt. The exception is the Open that reads an image in to hold it (HoldInMemory):
+// that one re-hashes what it read, since every later session is served from it. An image
+// held already is served without touching its file.
 func (c *Cache) Open(digest [32]byte) (*Entry, error) {
 	c.mu.Lock()
 	e, ok := c.entries[digest]
