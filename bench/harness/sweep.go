@@ -332,9 +332,10 @@ func childGateway(args []string, stdin io.Reader, stdout io.Writer) error {
 		return err
 	}
 	sc := bufio.NewScanner(stdin)
+	var gcCPU time.Duration // what the samples' forced GCs have taken so far
 	for sc.Scan() {
 		if sc.Text() == "sample" {
-			m := sampleMemory()
+			m := sampleMemory(&gcCPU)
 			m.Sessions = srv.Sessions()
 			if err := enc.Encode(childMsg{Memory: &m}); err != nil {
 				return err
@@ -347,9 +348,6 @@ func childGateway(args []string, stdin io.Reader, stdout io.Writer) error {
 	return nil
 }
 
-// sampleCPU is the CPU the forced GCs of sampleMemory have taken so far in this process.
-var sampleCPU time.Duration
-
 // processCPU is this process's user + system time.
 func processCPU() time.Duration {
 	var ru unix.Rusage
@@ -361,9 +359,9 @@ func processCPU() time.Duration {
 // because sync.Pool keeps what the first one clears in a victim cache until the second; the
 // second (FreeOSMemory's) also hands free pages back to the kernel, so resident memory is
 // what is in use (as gateway/server's BenchmarkSessionMemory measures it). Its CPU figure
-// leaves out what those GCs cost, here and in every earlier sample: they are the
-// measurement's, not the gateway's.
-func sampleMemory() report.GatewayMemory {
+// leaves out what those GCs cost, here and in every earlier sample (gcCPU, which it adds
+// this one's to): they are the measurement's, not the gateway's.
+func sampleMemory(gcCPU *time.Duration) report.GatewayMemory {
 	before := processCPU()
 	runtime.GC()
 	debug.FreeOSMemory()
@@ -376,8 +374,8 @@ func sampleMemory() report.GatewayMemory {
 			m.RSS = pages * int64(os.Getpagesize())
 		}
 	}
-	m.CPUSeconds = (before - sampleCPU).Seconds()
-	sampleCPU += processCPU() - before
+	m.CPUSeconds = (before - *gcCPU).Seconds()
+	*gcCPU += processCPU() - before
 	return m
 }
 
