@@ -71,6 +71,7 @@ gateway_id: "bad id!"
 log: {format: xml}
 devices: {listen: "7683", max_payload: 10}
 upstream: {transport: h4, client_cert: c.pem}
+cache: {memory_bytes: -1}
 classes:
   - name: esp8266-4m
     manifest: http://firmware.example/m.json
@@ -80,7 +81,8 @@ classes:
 		t.Fatal("accepted")
 	}
 	for _, field := range []string{"gateway_id", "log.format", "devices.listen", "devices.max_payload",
-		"upstream.transport", "upstream.client_cert/client_key", "classes[0].manifest", "upstream.vendor_keys", "admin.token_file"} {
+		"upstream.transport", "upstream.client_cert/client_key", "classes[0].manifest", "upstream.vendor_keys", "admin.token_file",
+		"cache.memory_bytes"} {
 		if !strings.Contains(err.Error(), field+":") {
 			t.Errorf("error does not name %s:\n%v", field, err)
 		}
