@@ -324,7 +324,6 @@ struct fota_ctx {
 	union { uint32_t align; uint8_t b[4]; } tail;
 
 	struct fota_manifest m;
-	uint8_t  nonce[FOTA_AEAD_NONCE_SIZE];   /* of the record being sealed or opened */
 	uint8_t  tx[FOTA_TX_SIZE];   /* the message to send on FOTA_EV_SEND */
 	/* The received frame's header, then the rest of its associated data
 	 * (TH; offset, size, digest), so the AEAD reads it in one piece. */

@@ -129,29 +129,41 @@ static uint32_t max_payload(const struct fota_ctx *ctx)
 	return ctx->cfg->max_payload != 0 ? ctx->cfg->max_payload : FOTA_MAX_PAYLOAD;
 }
 
-static uint32_t ack_every(const struct fota_ctx *ctx)
+/*
+ * Moves next_commit on to the next multiple of ack_every, or to
+ * UINT32_MAX (past any image: the slot is below it) where that would
+ * wrap. prepare steps it up from 0 to the first point past the start:
+ * one helper instead of a division there.
+ */
+static void next_point(struct fota_ctx *ctx)
 {
-	return ctx->cfg->ack_every != 0 ? ctx->cfg->ack_every : FOTA_ACK_EVERY_DEFAULT;
+	uint32_t every = ctx->cfg->ack_every != 0 ? ctx->cfg->ack_every : FOTA_ACK_EVERY_DEFAULT;
+
+	ctx->next_commit = ctx->next_commit > UINT32_MAX - every ? UINT32_MAX : ctx->next_commit + every;
 }
 
 /*
- * Two wipes cover the four secret areas, which lie in pairs back to back
- * (20 bytes less code on the LX106 than four); the build fails if the
- * layout of struct fota_ctx ever leaves a gap between them.
+ * One wipe covers the four secret areas, which end struct fota_ctx in
+ * this order (10 bytes less code on the LX106 than two wipes; padding
+ * between them is wiped too); the build fails if a field ever follows
+ * them, or comes between them.
  */
-typedef char fota_wipe_pairs_adjacent[
-	offsetof(struct fota_ctx, d2g) == offsetof(struct fota_ctx, g2d) + sizeof(struct fota_dir) &&
-	offsetof(struct fota_ctx, body) == offsetof(struct fota_ctx, w) + sizeof(((struct fota_ctx *)0)->w)
+typedef char fota_wipe_tail[
+	offsetof(struct fota_ctx, d2g) - offsetof(struct fota_ctx, g2d) < sizeof(struct fota_dir) + 8 &&
+	offsetof(struct fota_ctx, w) - offsetof(struct fota_ctx, d2g) < sizeof(struct fota_dir) + 8 &&
+	offsetof(struct fota_ctx, body) - offsetof(struct fota_ctx, w) < sizeof(((struct fota_ctx *)0)->w) + 8 &&
+	sizeof(struct fota_ctx) - offsetof(struct fota_ctx, body) < sizeof(((struct fota_ctx *)0)->body) + 8
 	? 1 : -1];
 
 /*
  * Ends the session with ev. Keys, the key schedule's working state and
- * the plaintext in the body buffer do not outlive it (5.2).
+ * the plaintext in the body buffer do not outlive it (5.2). Not
+ * inlined: with one wipe GCC would copy it into its callers (135 bytes
+ * more on the LX106).
  */
-static enum fota_event end(struct fota_ctx *ctx, enum fota_event ev)
+FOTA_NOINLINE static enum fota_event end(struct fota_ctx *ctx, enum fota_event ev)
 {
-	fota_wipe(&ctx->g2d, sizeof ctx->g2d + sizeof ctx->d2g);
-	fota_wipe(&ctx->w, sizeof ctx->w + sizeof ctx->body);
+	fota_wipe(&ctx->g2d, sizeof *ctx - offsetof(struct fota_ctx, g2d));
 	ctx->state = S_END;
 	ctx->end_ev = (uint8_t)ev;
 	ctx->next_ev = 0;
@@ -180,28 +192,6 @@ static enum fota_event misuse(struct fota_ctx *ctx)
 /* ------------------------------------------------------------------ */
 
 /*
- * nonce = iv XOR (0^32 || counter u64). Counters are u32, so only the
- * last four bytes change; a direction that has used 2^32 - 1 is spent.
- */
-static enum fota_err make_nonce(const struct fota_dir *d, uint8_t nonce[FOTA_AEAD_NONCE_SIZE])
-{
-	if (d->exhausted) {
-		return FOTA_ERR_COUNTER_EXHAUSTED;
-	}
-	memcpy(nonce, d->key_iv + FOTA_AEAD_KEY_SIZE, FOTA_AEAD_NONCE_SIZE);
-	fota_store32_be(nonce + 8, fota_load32_be(nonce + 8) ^ d->counter);
-	return FOTA_OK;
-}
-
-/* Not inlined: its two callers share one copy (12 bytes on the LX106). */
-FOTA_NOINLINE static void advance(struct fota_dir *d)
-{
-	if (++d->counter == 0) {
-		d->exhausted = 1;
-	}
-}
-
-/*
  * Seals (direction d2g) or opens (g2d) the n bytes at p in place, the
  * tag after them, associated data ctx->ad[0..ad_len). A counter moves
  * only once its record is sealed or its tag verified, so a forged frame
@@ -210,16 +200,30 @@ FOTA_NOINLINE static void advance(struct fota_dir *d)
 static enum fota_err record(struct fota_ctx *ctx, struct fota_dir *d, uint8_t *p, size_t n,
                             size_t ad_len)
 {
-	enum fota_err err = make_nonce(d, ctx->nonce);
+	fota_aead_ctx *a = &ctx->w.rx.aead;
+	uint32_t c, be = 0;
+	int i;
 
-	if (err != FOTA_OK) {
-		return err;
+	/* A direction that has used counter 2^32 - 1 is spent. */
+	if (d->exhausted) {
+		return FOTA_ERR_COUNTER_EXHAUSTED;
 	}
-	if (fota_aead_run(&ctx->w.rx.aead, d == &ctx->d2g, p + n, p, n, d->key_iv, ctx->nonce,
-	                  ctx->ad, ad_len) != 0) {
+	/* nonce = iv XOR (0^32 || counter u64): the counter is u32, so only
+	 * the nonce's last word changes, where the counter is big-endian and
+	 * the state's word little-endian: XORed into the state byte-swapped,
+	 * with no copy of the nonce. */
+	fota_chacha20_setup(a->chacha, d->key_iv, d->key_iv + FOTA_AEAD_KEY_SIZE);
+	for (i = 0, c = d->counter; i < 4; i++) {
+		be = be << 8 | (c & 0xff);
+		c >>= 8;
+	}
+	a->chacha[15] ^= be;
+	if (fota_aead_run(a, d == &ctx->d2g, p + n, p, n, ctx->ad, ad_len) != 0) {
 		return FOTA_ERR_BAD_RECORD;
 	}
-	advance(d);
+	if (++d->counter == 0) {
+		d->exhausted = 1;
+	}
 	return FOTA_OK;
 }
 
@@ -473,41 +477,53 @@ static enum fota_err program(struct fota_ctx *ctx, const uint8_t *data, uint32_t
 	return FOTA_OK;
 }
 
+static int same_image(const struct fota_image *img, const struct fota_manifest *m)
+{
+	return img->size != 0 && img->size == m->size &&
+	       memcmp(img->digest, m->digest, FOTA_DIGEST_SIZE) == 0;
+}
+
 /*
  * Makes [0, pos) durable (9.1): flash synced first, then the record, then
  * (after the frame) the Ack. A cut between any two steps leaves the
  * record at or below what the flash holds. pos is a multiple of
- * ack_every, so no byte waits in the tail.
+ * ack_every, or the image's end. The record moves only for the download
+ * it holds: not for a pending image, resumed at its end to be verified
+ * again, nor for a download resumed at its recorded end.
  */
 static enum fota_err commit(struct fota_ctx *ctx)
 {
 	const struct fota_config *cfg = ctx->cfg;
-	uint32_t every = ack_every(ctx);
 
 	if (cfg->flash_sync(cfg->arg) != 0) {
 		return FOTA_ERR_FLASH;
 	}
-	ctx->st.durable = ctx->pos;
-	if (save_state(ctx) != FOTA_OK) {
-		return FOTA_ERR_FLASH;
+	if (same_image(&ctx->st.resume, &ctx->m) && ctx->st.durable != ctx->pos) {
+		ctx->st.durable = ctx->pos;
+		if (save_state(ctx) != FOTA_OK) {
+			return FOTA_ERR_FLASH;
+		}
 	}
 	ctx->durable = ctx->pos;
-	ctx->next_commit = ctx->next_commit > UINT32_MAX - every ? UINT32_MAX : ctx->next_commit + every;
+	next_point(ctx);
 	ctx->ack_due = 1;
 	return FOTA_OK;
 }
 
 /*
  * Writes the frame's n payload bytes, which lie at the start of the body
- * buffer, at ctx->pos, committing at every durable point they cross. The
- * flash takes whole words from an aligned source, so the bytes of a last
- * partial word wait in ctx->tail and go in front of the next payload,
- * which moves up over its tag (verified, no longer needed; the buffer
- * has its 16 bytes): the buffer then holds the image from ctx->written,
- * a word boundary, on. Durable points are multiples of a sector, so no
- * byte waits in the tail at one.
+ * buffer, at ctx->pos, committing at every durable point they cross and
+ * at the image's end. The flash takes whole words from an aligned
+ * source, so the bytes of a last partial word wait in ctx->tail and go
+ * in front of the next payload, which moves up over its tag (verified,
+ * no longer needed; the buffer has its 16 bytes): the buffer then holds
+ * the image from ctx->written, a word boundary, on. The image's own last
+ * word is padded with 0xff over the tag, which programs nothing: the
+ * padding reads back erased. Durable points are multiples of a sector,
+ * so no byte waits in the tail at one. Not inlined: in fota_feed, where
+ * GCC would put it, it costs 7 bytes more on the LX106.
  */
-static enum fota_err store(struct fota_ctx *ctx, uint32_t n)
+FOTA_NOINLINE static enum fota_err store(struct fota_ctx *ctx, uint32_t n)
 {
 	uint8_t *b = ctx->body.b;   /* b[off - base]: image byte off */
 	uint32_t base = ctx->written, end = ctx->pos + n, stop, whole;
@@ -517,18 +533,27 @@ static enum fota_err store(struct fota_ctx *ctx, uint32_t n)
 		memmove(b + ctx->tail_n, b, n);
 		memcpy(b, ctx->tail.b, ctx->tail_n);
 	}
+	memset(b + (end - base), 0xff, WORD - 1);
 	for (;;) {
 		stop = ctx->next_commit < end ? ctx->next_commit : end;
-		whole = (stop - ctx->written) & ~(WORD - 1);
+		whole = stop - ctx->written;
+		if (stop == ctx->m.size) {
+			whole += WORD - 1;
+		}
+		whole &= ~(WORD - 1);
 		if (whole > 0 && (err = program(ctx, b + (ctx->written - base), whole)) != FOTA_OK) {
 			return err;
 		}
 		ctx->pos = stop;
-		if (stop != ctx->next_commit || stop >= ctx->m.size) {
+		if (stop != ctx->next_commit && stop != ctx->m.size) {
 			break;
 		}
 		if ((err = commit(ctx)) != FOTA_OK) {
 			return err;
+		}
+		if (stop == ctx->m.size) {
+			ctx->tail_n = 0;
+			return FOTA_OK;
 		}
 	}
 	ctx->tail_n = (uint8_t)(end - ctx->written);
@@ -542,11 +567,6 @@ typedef char fota_resume_point_is_the_state_tail[
 	offsetof(struct fota_state, durable) == offsetof(struct fota_state, resume) + sizeof(struct fota_image) &&
 	sizeof(struct fota_state) == offsetof(struct fota_state, durable) + sizeof(uint32_t) ? 1 : -1];
 
-static int same_image(const struct fota_image *img, const struct fota_manifest *m)
-{
-	return img->size != 0 && img->size == m->size &&
-	       memcmp(img->digest, m->digest, FOTA_DIGEST_SIZE) == 0;
-}
 
 /* Records the offered image in *img. */
 static void set_image(struct fota_image *img, const struct fota_manifest *m)
@@ -618,7 +638,7 @@ static enum fota_err prepare(struct fota_ctx *ctx)
 {
 	struct fota_state *st = &ctx->st;
 	const struct fota_manifest *m = &ctx->m;
-	uint32_t start = ctx->start, every = ack_every(ctx);
+	uint32_t start = ctx->start;
 	enum fota_err err;
 	int save = 1;   /* the state record changes */
 
@@ -650,8 +670,10 @@ static enum fota_err prepare(struct fota_ctx *ctx)
 	ctx->pos = ctx->written = ctx->durable = start;
 	/* Rounded up to a sector: start <= slot_size, a multiple of it. */
 	ctx->erased_to = (start + FOTA_SECTOR_SIZE - 1) & ~(uint32_t)(FOTA_SECTOR_SIZE - 1);
-	ctx->next_commit = start - start % every > UINT32_MAX - every ? UINT32_MAX :
-	                   start - start % every + every;
+	ctx->next_commit = 0;
+	do {
+		next_point(ctx);
+	} while (ctx->next_commit <= start);
 	return FOTA_OK;
 }
 
@@ -867,40 +889,6 @@ static enum fota_event answer_offer(struct fota_ctx *ctx)
 /* ------------------------------------------------------------------ */
 
 /*
- * The Final's payload is stored: make the whole image durable and say so,
- * then verify in the next call. The Ack of the whole image is owed like
- * any other durable point; a cut before the Report then resumes at the
- * end and only verifies.
- */
-static enum fota_event on_final(struct fota_ctx *ctx)
-{
-	const struct fota_config *cfg = ctx->cfg;
-	enum fota_err err;
-
-	if (ctx->tail_n > 0) {
-		/* 0xff programs nothing: the padding reads back erased. */
-		memset(ctx->tail.b + ctx->tail_n, 0xff, WORD - ctx->tail_n);
-		ctx->tail_n = 0;
-		if ((err = program(ctx, ctx->tail.b, WORD)) != FOTA_OK) {
-			return fail(ctx, err);
-		}
-	}
-	if (cfg->flash_sync(cfg->arg) != 0) {
-		return fail(ctx, FOTA_ERR_FLASH);
-	}
-	if (same_image(&ctx->st.resume, &ctx->m) && ctx->st.durable != ctx->m.size) {
-		ctx->st.durable = ctx->m.size;
-		if (save_state(ctx) != FOTA_OK) {
-			return fail(ctx, FOTA_ERR_FLASH);
-		}
-	}
-	ctx->durable = ctx->m.size;
-	ctx->ack_due = 0;
-	ctx->state = S_VERIFY;
-	return send_msg(ctx, T_ACK, FOTA_OK, ctx->durable, FOTA_EV_NEED_MORE);
-}
-
-/*
  * 5.4: only the slot as it reads back from flash counts, not the bytes as
  * they streamed past; both must match the manifest. Only then is the
  * image recorded as pending (9.2), and only then does the Report say ok.
@@ -938,12 +926,19 @@ static enum fota_event verify(struct fota_ctx *ctx)
 	return send_msg(ctx, T_REPORT, code, ctx->durable, code == FOTA_OK ? FOTA_EV_DONE : FOTA_EV_ERROR);
 }
 
-/* A Data or Final frame, its length already checked (5.3, 5.4). */
+/*
+ * A Data or Final frame, its length already checked (5.3, 5.4). The
+ * Final's payload stored, the whole image is made durable and said so,
+ * and the next call verifies. The Ack of the whole image is owed like
+ * any other durable point; a cut before the Report then resumes at the
+ * end and only verifies.
+ */
 static enum fota_event on_data(struct fota_ctx *ctx)
 {
 	uint8_t *b = ctx->body.b;
 	uint32_t n = (uint32_t)ctx->need - FOTA_TAG_SIZE;
 	int final = ctx->ad[0] == T_FINAL;
+	enum fota_event ev = FOTA_EV_PROGRESS;
 	enum fota_err err;
 
 	/* Associated data: offset u32, and for the Final size u32 || sha256. */
@@ -952,21 +947,22 @@ static enum fota_event on_data(struct fota_ctx *ctx)
 		fota_store32_be(ctx->ad + FOTA_HEADER_SIZE + 4, ctx->m.size);
 		memcpy(ctx->ad + FOTA_HEADER_SIZE + 8, ctx->m.digest, FOTA_DIGEST_SIZE);
 	}
-	if ((err = open_record(ctx, b, n, FOTA_HEADER_SIZE + (final ? 40u : 4u))) != FOTA_OK) {
-		return fail(ctx, err);
-	}
-	absorb(ctx, b, n);
-	if ((err = store(ctx, n)) != FOTA_OK) {
-		return fail(ctx, err);
+	if ((err = open_record(ctx, b, n, FOTA_HEADER_SIZE + (final ? 40u : 4u))) != FOTA_OK ||
+	    (absorb(ctx, b, n), err = store(ctx, n)) != FOTA_OK) {
+		goto fail;
 	}
 	if (final) {
-		return on_final(ctx);
+		/* store made the whole image durable: verify in the next call. */
+		ctx->state = S_VERIFY;
+		ev = FOTA_EV_NEED_MORE;
 	}
 	if (ctx->ack_due) {
 		ctx->ack_due = 0;
-		return send_msg(ctx, T_ACK, FOTA_OK, ctx->durable, FOTA_EV_PROGRESS);
+		return send_msg(ctx, T_ACK, FOTA_OK, ctx->durable, ev);
 	}
-	return FOTA_EV_PROGRESS;
+	return ev;
+fail:
+	return fail(ctx, err);
 }
 
 /* An Alert (5.5) from the gateway: authenticated, it ends the session. */

@@ -55,14 +55,11 @@ typedef char fota_aead_wipe_adjacent[
 int fota_aead_run(fota_aead_ctx *ctx, int seal,
                   uint8_t tag[FOTA_AEAD_TAG_SIZE],
                   uint8_t *buf, size_t len,
-                  const uint8_t key[FOTA_AEAD_KEY_SIZE],
-                  const uint8_t nonce[FOTA_AEAD_NONCE_SIZE],
                   const uint8_t *ad, size_t ad_len)
 {
 	int ok;
 
-	/* Set up once: block 0 keys Poly1305, the message is block 1 on. */
-	fota_chacha20_setup(ctx->chacha, key, nonce);
+	/* Block 0 keys Poly1305, the message is block 1 on. */
 	if (seal) {
 		fota_chacha20_xor(ctx->chacha, buf, len, 1);
 	}
@@ -92,7 +89,8 @@ void fota_aead_seal_ctx(fota_aead_ctx *ctx,
                         const uint8_t nonce[FOTA_AEAD_NONCE_SIZE],
                         const uint8_t *ad, size_t ad_len)
 {
-	(void)fota_aead_run(ctx, 1, tag, buf, len, key, nonce, ad, ad_len);
+	fota_chacha20_setup(ctx->chacha, key, nonce);
+	(void)fota_aead_run(ctx, 1, tag, buf, len, ad, ad_len);
 }
 
 int fota_aead_open_ctx(fota_aead_ctx *ctx,
@@ -102,8 +100,9 @@ int fota_aead_open_ctx(fota_aead_ctx *ctx,
                        const uint8_t nonce[FOTA_AEAD_NONCE_SIZE],
                        const uint8_t *ad, size_t ad_len)
 {
+	fota_chacha20_setup(ctx->chacha, key, nonce);
 	/* Opening only reads the tag; the cast is for the shared code. */
-	return fota_aead_run(ctx, 0, (uint8_t *)tag, buf, len, key, nonce, ad, ad_len);
+	return fota_aead_run(ctx, 0, (uint8_t *)tag, buf, len, ad, ad_len);
 }
 
 void fota_aead_seal(uint8_t tag[FOTA_AEAD_TAG_SIZE],

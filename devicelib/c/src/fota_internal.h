@@ -88,13 +88,13 @@ void fota_poly1305_tag(fota_poly1305_ctx *ctx, uint8_t tag[16]);
 /*
  * fota_aead_seal_ctx (seal nonzero: tag written) and fota_aead_open_ctx
  * (seal 0: tag read; -1 and buf untouched if it does not verify) in one
- * body, so a device that does both links the AEAD once.
+ * body, so a device that does both links the AEAD once. The caller has
+ * set up ctx->chacha for the key and nonce (fota_chacha20_setup), which
+ * lets the device put its record nonce straight into the state.
  */
 int fota_aead_run(fota_aead_ctx *ctx, int seal,
                   uint8_t tag[FOTA_AEAD_TAG_SIZE],
                   uint8_t *buf, size_t len,
-                  const uint8_t key[FOTA_AEAD_KEY_SIZE],
-                  const uint8_t nonce[FOTA_AEAD_NONCE_SIZE],
                   const uint8_t *ad, size_t ad_len);
 
 /*
