@@ -37,6 +37,8 @@ enum { OFFER_IMAGE = 0x00, OFFER_UP_TO_DATE = 0x01, OFFER_RETRY = 0x02 };
 #define SIGNATURE_SIZE 64
 #define WORD           4u     /* flash program granularity */
 
+typedef char fota_payload_limit_is_2_12[FOTA_PAYLOAD_LIMIT == 1 << 12 ? 1 : -1];
+
 /* A Hello's length fits in its low byte: fota_start writes only that one
  * into ctx->tx, whose high byte fota_init zeroed. */
 typedef char fota_hello_short[HELLO_FIXED + FOTA_ID_MAX < 0x100 ? 1 : -1];
@@ -64,10 +66,15 @@ static void put16(uint8_t *p, uint32_t v)
 	p[1] = (uint8_t)v;
 }
 
-/* Not inlined: GCC's inline byte swap takes 30 bytes more on the LX106. */
-FOTA_NOINLINE static uint16_t get16(const uint8_t *p)
+/*
+ * The u16 at p, through the u32 loader that the manifest's fields need
+ * anyway: every caller's p has two more bytes after it in its buffer.
+ * GCC's inline byte swap would take 30 bytes more on the LX106, and a
+ * loader of its own 14 more.
+ */
+static uint16_t get16(const uint8_t *p)
 {
-	return (uint16_t)(p[0] << 8 | p[1]);
+	return (uint16_t)(fota_load32_be(p) >> 16);
 }
 
 /* ------------------------------------------------------------------ */
@@ -348,29 +355,33 @@ static void expand(struct fota_ctx *ctx, uint8_t *okm, size_t len, const char *l
 	}
 }
 
-/* PRK = HKDF-Extract(salt, IKM = PSK): the salt is the HMAC key. */
-static void extract(struct fota_ctx *ctx, const uint8_t *salt, size_t salt_len)
+/* out = HMAC(key, msg), through w.hs.hmac. */
+static void hmac(struct fota_ctx *ctx, const uint8_t *key, size_t key_len,
+                 const uint8_t *msg, size_t len, uint8_t *out)
 {
 	fota_hmac_sha256_ctx *h = &ctx->w.hs.hmac;
 
-	fota_hmac_sha256_key(h, salt, salt_len);
-	absorb(ctx, ctx->cfg->psk, FOTA_PSK_SIZE);
-	fota_hmac_sha256_final(h, ctx->w.hs.prk);
+	fota_hmac_sha256_key(h, key, key_len);
+	absorb(ctx, msg, len);
+	fota_hmac_sha256_final(h, out);
+}
+
+/* PRK = HKDF-Extract(salt, IKM = PSK): the salt is the HMAC key. */
+static void extract(struct fota_ctx *ctx, const uint8_t *salt, size_t salt_len)
+{
+	hmac(ctx, salt, salt_len, ctx->cfg->psk, FOTA_PSK_SIZE, ctx->w.hs.prk);
 }
 
 /* 5.1: mac1 over the Hello in ctx->tx, written into its last 16 bytes. */
 static void hello_mac1(struct fota_ctx *ctx)
 {
-	fota_hmac_sha256_ctx *h = &ctx->w.hs.hmac;
 	/* The key replaces the PRK, which its one block has used already. */
 	uint8_t *key = ctx->w.hs.prk, *t = ctx->w.hs.t;
 	size_t n = ctx->tx_len - MAC1_SIZE;
 
 	extract(ctx, NULL, 0);   /* an empty salt: 32 zero bytes, as RFC 5869 says */
 	expand(ctx, key, FOTA_SHA256_SIZE, label_mac1, 0);
-	fota_hmac_sha256_key(h, key, FOTA_SHA256_SIZE);
-	absorb(ctx, ctx->tx, n);
-	fota_hmac_sha256_final(h, t);
+	hmac(ctx, key, FOTA_SHA256_SIZE, ctx->tx, n, t);
 	memcpy(ctx->tx + n, t, MAC1_SIZE);
 	fota_wipe(&ctx->w.hs, sizeof ctx->w.hs);
 }
@@ -378,13 +389,14 @@ static void hello_mac1(struct fota_ctx *ctx)
 /*
  * 5.2: PRK = HKDF-Extract(Nd || Ng, PSK); each direction's key || IV =
  * HKDF-Expand(PRK, info(dir), 44). Nd is in the Hello still in ctx->tx,
- * Ng at the start of the Offer's body; TH in ctx->ad.
+ * Ng at the start of the Offer's body; TH in ctx->ad. TH has hashed the
+ * Hello, and the info needs only its bytes up to the device ID, so Ng
+ * goes right after Nd there: the salt in one piece.
  */
 static void derive_keys(struct fota_ctx *ctx)
 {
-	uint8_t *salt = ctx->w.hs.t;
+	uint8_t *salt = ctx->tx + 6 + ctx->id_len;
 
-	memcpy(salt, ctx->tx + 6 + ctx->id_len, NONCE_SIZE);
 	memcpy(salt + NONCE_SIZE, ctx->body.b, NONCE_SIZE);
 	extract(ctx, salt, 2 * NONCE_SIZE);
 	expand(ctx, ctx->g2d.key_iv, sizeof ctx->g2d.key_iv, label_g2d, 1);
@@ -407,8 +419,8 @@ static enum fota_err scan_slot(struct fota_ctx *ctx, uint32_t off, uint32_t end,
 {
 	const struct fota_config *cfg = ctx->cfg;
 	uint32_t n, i;
+	int clean = 1;
 
-	*erased = 1;
 	for (; off < end; off += n) {
 		n = end - off < (FOTA_BODY_SIZE & ~(WORD - 1)) ? end - off : FOTA_BODY_SIZE & ~(WORD - 1);
 		if (cfg->flash_read(cfg->arg, off, ctx->body.b, (n + WORD - 1) & ~(WORD - 1)) != 0) {
@@ -416,9 +428,10 @@ static enum fota_err scan_slot(struct fota_ctx *ctx, uint32_t off, uint32_t end,
 		}
 		absorb(ctx, ctx->body.b, n);
 		for (i = 0; i < n; i++) {
-			*erased &= ctx->body.b[i] == 0xff;
+			clean &= ctx->body.b[i] == 0xff;
 		}
 	}
+	*erased = clean;
 	return FOTA_OK;
 }
 
@@ -431,9 +444,10 @@ static enum fota_err hash_slot(struct fota_ctx *ctx, uint32_t end)
 	return scan_slot(ctx, 0, end, &erased);
 }
 
-static enum fota_err save_state(struct fota_ctx *ctx)
+/* The state callback's verdict: nonzero (a flash error) if it failed. */
+static int save_state(struct fota_ctx *ctx)
 {
-	return ctx->cfg->state_save(ctx->cfg->arg, &ctx->st) != 0 ? FOTA_ERR_FLASH : FOTA_OK;
+	return ctx->cfg->state_save(ctx->cfg->arg, &ctx->st);
 }
 
 /*
@@ -442,16 +456,16 @@ static enum fota_err save_state(struct fota_ctx *ctx)
  * fota_erase_ahead(). Below the durable offset an erase would destroy
  * recorded bytes: that would be a bug here, never the gateway's doing.
  */
-static enum fota_err erase_next(struct fota_ctx *ctx)
+static int erase_next(struct fota_ctx *ctx)
 {
 	const struct fota_config *cfg = ctx->cfg;
 
 	if (ctx->erased_to < ctx->durable ||
 	    cfg->flash_erase(cfg->arg, ctx->erased_to / FOTA_SECTOR_SIZE) != 0) {
-		return FOTA_ERR_FLASH;
+		return 1;
 	}
 	ctx->erased_to += FOTA_SECTOR_SIZE;
-	return FOTA_OK;
+	return 0;
 }
 
 /*
@@ -459,22 +473,21 @@ static enum fota_err erase_next(struct fota_ctx *ctx)
  * erasing each sector right before the first write into it unless
  * fota_erase_ahead() did already.
  */
-static enum fota_err program(struct fota_ctx *ctx, const uint8_t *data, uint32_t len)
+static int program(struct fota_ctx *ctx, const uint8_t *data, uint32_t len)
 {
 	const struct fota_config *cfg = ctx->cfg;
 	uint32_t end = ctx->written + len;
-	enum fota_err err;
 
 	while (ctx->erased_to < end) {
-		if ((err = erase_next(ctx)) != FOTA_OK) {
-			return err;
+		if (erase_next(ctx) != 0) {
+			return 1;
 		}
 	}
 	if (cfg->flash_write(cfg->arg, ctx->written, data, len) != 0) {
-		return FOTA_ERR_FLASH;
+		return 1;
 	}
 	ctx->written = end;
-	return FOTA_OK;
+	return 0;
 }
 
 static int same_image(const struct fota_image *img, const struct fota_manifest *m)
@@ -487,9 +500,10 @@ static int same_image(const struct fota_image *img, const struct fota_manifest *
  * Makes [0, pos) durable (9.1): flash synced first, then the record, then
  * (after the frame) the Ack. A cut between any two steps leaves the
  * record at or below what the flash holds. pos is a multiple of
- * ack_every, or the image's end. The record moves only for the download
- * it holds: not for a pending image, resumed at its end to be verified
- * again, nor for a download resumed at its recorded end.
+ * ack_every, or the image's end. The record moves only for a download,
+ * which prepare has recorded in resume with no pending image: not for a
+ * pending image, resumed at its end to be verified again, nor for a
+ * download resumed at its recorded end.
  */
 static enum fota_err commit(struct fota_ctx *ctx)
 {
@@ -498,9 +512,9 @@ static enum fota_err commit(struct fota_ctx *ctx)
 	if (cfg->flash_sync(cfg->arg) != 0) {
 		return FOTA_ERR_FLASH;
 	}
-	if (same_image(&ctx->st.resume, &ctx->m) && ctx->st.durable != ctx->pos) {
+	if (ctx->st.pending.size == 0 && ctx->st.durable != ctx->pos) {
 		ctx->st.durable = ctx->pos;
-		if (save_state(ctx) != FOTA_OK) {
+		if (save_state(ctx) != 0) {
 			return FOTA_ERR_FLASH;
 		}
 	}
@@ -541,8 +555,8 @@ FOTA_NOINLINE static enum fota_err store(struct fota_ctx *ctx, uint32_t n)
 			whole += WORD - 1;
 		}
 		whole &= ~(WORD - 1);
-		if (whole > 0 && (err = program(ctx, b + (ctx->written - base), whole)) != FOTA_OK) {
-			return err;
+		if (whole > 0 && program(ctx, b + (ctx->written - base), whole) != 0) {
+			return FOTA_ERR_FLASH;
 		}
 		ctx->pos = stop;
 		if (stop != ctx->next_commit && stop != ctx->m.size) {
@@ -659,8 +673,8 @@ static enum fota_err prepare(struct fota_ctx *ctx)
 		/* For a resume, size and digest are this image's already. */
 		set_image(&st->resume, m);
 		st->durable = start;
-		if ((err = save_state(ctx)) != FOTA_OK) {
-			return err;
+		if (save_state(ctx) != 0) {
+			return FOTA_ERR_FLASH;
 		}
 	}
 	/* Never trust an earlier session's hash: only the flash below start. */
@@ -731,8 +745,11 @@ static enum fota_err parse_manifest(struct fota_ctx *ctx, const uint8_t *p, size
 	uint8_t flags;
 
 	/* The class length bounds the reads here (any value does); valid_name
-	 * then holds it to 1..16. */
-	if (n < MANIFEST_FIXED + 1 || n < MANIFEST_FIXED + (cl = p[10])) {
+	 * then holds it to 1..16. p[10] lies in the body buffer however short
+	 * the plaintext (the Offer's limit leaves room after it); a class of 0,
+	 * which a plaintext too short to hold it may seem to have, valid_name
+	 * refuses. */
+	if (n < MANIFEST_FIXED + (cl = p[10])) {
 		return FOTA_ERR_MALFORMED;
 	}
 	flags = p[11 + cl + FOTA_DIGEST_SIZE];
@@ -748,7 +765,9 @@ static enum fota_err parse_manifest(struct fota_ctx *ctx, const uint8_t *p, size
 	if (m->size == 0) {
 		return FOTA_ERR_MALFORMED;
 	}
-	if (m->chunk < FOTA_MIN_PAYLOAD || m->chunk > FOTA_PAYLOAD_LIMIT) {
+	/* chunk - 1 below FOTA_PAYLOAD_LIMIT, 2^12, as a shift: the LX106
+	 * would load the bound of a range check from a literal. */
+	if (m->chunk < FOTA_MIN_PAYLOAD || (m->chunk - 1u) >> 12 != 0) {
 		return FOTA_ERR_BAD_CHUNK;
 	}
 	/* 4.1: the gateway streams from the resume point the Hello named if
@@ -779,7 +798,7 @@ static enum fota_err parse_manifest(struct fota_ctx *ctx, const uint8_t *p, size
 		 * point (pending, resume, durable: the state's tail), so the
 		 * next Hello names none and that session starts from 0. */
 		memset(&ctx->st.pending, 0, sizeof ctx->st - offsetof(struct fota_state, pending));
-		*refuse = save_state(ctx) != FOTA_OK ? FOTA_ERR_FLASH : FOTA_ERR_DECLINED;
+		*refuse = save_state(ctx) != 0 ? FOTA_ERR_FLASH : FOTA_ERR_DECLINED;
 	}
 	return FOTA_OK;
 }
@@ -797,9 +816,10 @@ static enum fota_event on_offer(struct fota_ctx *ctx)
 	uint8_t *th = ctx->ad + FOTA_HEADER_SIZE;
 	enum fota_err err = FOTA_ERR_MALFORMED, refuse = FOTA_OK;
 
-	/* b[NONCE_SIZE] lies in the body buffer whatever len is; a shorter
-	 * frame fails the first test whatever it holds. */
-	if (len < NONCE_SIZE + 1 || len < clear + 1 + FOTA_TAG_SIZE ||
+	/* b[NONCE_SIZE] lies in the body buffer whatever len is; a frame
+	 * too short to hold it fails the first test whatever it holds, as
+	 * clear is at least NONCE_SIZE + 1. */
+	if (len < clear + 1 + FOTA_TAG_SIZE ||
 	    !valid_name(b + NONCE_SIZE + 1, gl)) {
 		goto fail;
 	}
@@ -918,7 +938,7 @@ static enum fota_event verify(struct fota_ctx *ctx)
 	if (code == FOTA_OK) {
 		set_image(&st->pending, &ctx->m);
 	}
-	if (save_state(ctx) != FOTA_OK && code == FOTA_OK) {
+	if (save_state(ctx) != 0 && code == FOTA_OK) {
 		code = FOTA_ERR_FLASH;
 	}
 
@@ -1090,13 +1110,12 @@ enum fota_event fota_start(struct fota_ctx *ctx)
 	if (cfg->state_load(cfg->arg, &ctx->st) != 0) {
 		return fail(ctx, FOTA_ERR_FLASH);
 	}
-	if (ctx->st.boot_counter == UINT32_MAX) {
+	if (++ctx->st.boot_counter == 0) {   /* never saved wrapped */
 		return fail(ctx, FOTA_ERR_COUNTER_EXHAUSTED);
 	}
-	ctx->st.boot_counter++;
 	/* The resume point reads the slot; it goes straight to its place in
 	 * the Hello, after max_payload. */
-	if (save_state(ctx) != FOTA_OK ||
+	if (save_state(ctx) != 0 ||
 	    resume_point(ctx, p + 6 + ctx->id_len + NONCE_SIZE + 6) != FOTA_OK) {
 		return fail(ctx, FOTA_ERR_FLASH);
 	}
@@ -1146,22 +1165,28 @@ enum fota_event fota_feed(struct fota_ctx *ctx, const uint8_t *data, size_t len,
 		ev = misuse(ctx);
 	} else {
 		while (used < len && ev == FOTA_EV_NEED_MORE) {
-			if (ctx->got < FOTA_HEADER_SIZE) {
-				ctx->ad[ctx->got++] = data[used++];
-				if (ctx->got == FOTA_HEADER_SIZE &&
-				    (err = check_header(ctx)) != FOTA_OK) {
-					ev = fail(ctx, err);
-					break;
-				}
-			} else {
-				size_t have = (size_t)ctx->got - FOTA_HEADER_SIZE;
-				size_t k = len - used < ctx->need - have ? len - used : ctx->need - have;
+			/* The header to ctx->ad, the body to the body buffer. */
+			uint32_t got = ctx->got, want = FOTA_HEADER_SIZE;
+			uint8_t *dst;
+			size_t k;
 
-				memcpy(ctx->body.b + have, data + used, k);
-				used += k;
-				ctx->got = (uint32_t)(ctx->got + k);
+			if (got < FOTA_HEADER_SIZE) {
+				dst = ctx->ad + got;
+			} else {
+				want += ctx->need;
+				dst = ctx->body.b + (got - FOTA_HEADER_SIZE);
 			}
-			if (ctx->got == FOTA_HEADER_SIZE + ctx->need) {
+			k = len - used < want - got ? len - used : want - got;
+			memcpy(dst, data + used, k);
+			used += k;
+			ctx->got = got = (uint32_t)(got + k);
+			/* Only the header's last byte lands on got == 3: the body's
+			 * first moves it past. */
+			if (got == FOTA_HEADER_SIZE && (err = check_header(ctx)) != FOTA_OK) {
+				ev = fail(ctx, err);
+				break;
+			}
+			if (got == FOTA_HEADER_SIZE + ctx->need) {
 				ctx->got = 0;
 				ev = on_frame(ctx);
 			}
@@ -1197,7 +1222,7 @@ enum fota_event fota_erase_ahead(struct fota_ctx *ctx)
 	if (ctx->state != S_RECEIVE || ctx->next_ev != 0 || ctx->erased_to >= ctx->m.size) {
 		return FOTA_EV_NEED_MORE;
 	}
-	if (erase_next(ctx) != FOTA_OK) {
+	if (erase_next(ctx) != 0) {
 		return fail(ctx, FOTA_ERR_FLASH);
 	}
 	return FOTA_EV_PROGRESS;
