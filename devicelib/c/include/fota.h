@@ -324,10 +324,10 @@ struct fota_ctx {
 	union { uint32_t align; uint8_t b[4]; } tail;
 
 	struct fota_manifest m;
-	uint8_t  tx[FOTA_TX_SIZE];   /* the message to send on FOTA_EV_SEND */
 	/* The received frame's header, then the rest of its associated data
 	 * (TH; offset, size, digest), so the AEAD reads it in one piece. */
 	uint8_t  ad[FOTA_HEADER_SIZE + 4 + 4 + FOTA_DIGEST_SIZE];
+	uint8_t  tx[FOTA_TX_SIZE];   /* the message to send on FOTA_EV_SEND */
 	struct fota_state st;        /* working copy; saved at each durable point */
 	struct fota_dir g2d, d2g;
 

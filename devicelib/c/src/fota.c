@@ -86,6 +86,8 @@ static uint16_t get16(const uint8_t *p)
  * per byte, the ranges as unsigned differences (wrapping below the
  * range's start): about half the code of a helper per class.
  */
+typedef char fota_dash_dot_adjacent['.' == '-' + 1 ? 1 : -1];
+
 static int valid_name(const uint8_t *s, size_t n)
 {
 	size_t i;
@@ -96,8 +98,9 @@ static int valid_name(const uint8_t *s, size_t n)
 	for (i = 0; i < n; i++) {
 		unsigned c = s[i];
 
+		/* '-' and '.' are neighbours in ASCII: one test for both. */
 		if (c - '0' >= 10u && (c | 0x20) - 'a' >= 26u &&
-		    (i == 0 || (c != '.' && c != '_' && c != '-'))) {
+		    (i == 0 || (c - '-' >= 2u && c != '_'))) {
 			return 0;
 		}
 	}
@@ -121,8 +124,13 @@ static size_t config_name(const char *s)
 	return valid_name((const uint8_t *)s, n) ? n : 0;
 }
 
-/* Whether the configured name want (checked by fota_init) is the n bytes at s. */
-static int same_name(const char *want, const uint8_t *s, size_t n)
+/*
+ * Whether the configured name want (checked by fota_init) is the n bytes
+ * at s. Always inlined, as are erase_next, store and on_frame: GCC 12 at
+ * -Os would keep some of them apart or inline them later, and lay out
+ * fota_feed with more code (4 to 11 bytes each on the LX106, make size).
+ */
+FOTA_ALWAYS_INLINE static inline int same_name(const char *want, const uint8_t *s, size_t n)
 {
 	return config_name(want) == n && memcmp(want, s, n) == 0;
 }
@@ -413,8 +421,13 @@ static void derive_keys(struct fota_ctx *ctx)
  * at a time (the last may reach up to 3 bytes past end, still inside the
  * slot, whose size is a multiple of the sector), into w.rx.sha (left
  * open); *erased tells whether all were 0xff. A caller that only wants
- * the latter lets hash_slot start the hash afresh afterwards.
+ * the latter lets hash_slot start the hash afresh afterwards. Reads are
+ * of the body buffer's whole words, but of at most 2044 bytes: the most a
+ * movi loads on the LX106, so the 2 and 4 KiB builds need no literal
+ * (a 4 KiB buffer then reads a 1 MiB slot in 513 calls, not 255).
  */
+#define SCAN_CHUNK ((FOTA_BODY_SIZE & ~(WORD - 1)) < 2044u ? (FOTA_BODY_SIZE & ~(WORD - 1)) : 2044u)
+
 static enum fota_err scan_slot(struct fota_ctx *ctx, uint32_t off, uint32_t end, int *erased)
 {
 	const struct fota_config *cfg = ctx->cfg;
@@ -422,7 +435,7 @@ static enum fota_err scan_slot(struct fota_ctx *ctx, uint32_t off, uint32_t end,
 	int clean = 1;
 
 	for (; off < end; off += n) {
-		n = end - off < (FOTA_BODY_SIZE & ~(WORD - 1)) ? end - off : FOTA_BODY_SIZE & ~(WORD - 1);
+		n = end - off < SCAN_CHUNK ? end - off : SCAN_CHUNK;
 		if (cfg->flash_read(cfg->arg, off, ctx->body.b, (n + WORD - 1) & ~(WORD - 1)) != 0) {
 			return FOTA_ERR_FLASH;
 		}
@@ -456,7 +469,7 @@ static int save_state(struct fota_ctx *ctx)
  * fota_erase_ahead(). Below the durable offset an erase would destroy
  * recorded bytes: that would be a bug here, never the gateway's doing.
  */
-static int erase_next(struct fota_ctx *ctx)
+FOTA_ALWAYS_INLINE static inline int erase_next(struct fota_ctx *ctx)
 {
 	const struct fota_config *cfg = ctx->cfg;
 
@@ -534,10 +547,9 @@ static enum fota_err commit(struct fota_ctx *ctx)
  * the image from ctx->written, a word boundary, on. The image's own last
  * word is padded with 0xff over the tag, which programs nothing: the
  * padding reads back erased. Durable points are multiples of a sector,
- * so no byte waits in the tail at one. Not inlined: in fota_feed, where
- * GCC would put it, it costs 7 bytes more on the LX106.
+ * so no byte waits in the tail at one.
  */
-FOTA_NOINLINE static enum fota_err store(struct fota_ctx *ctx, uint32_t n)
+FOTA_ALWAYS_INLINE static inline enum fota_err store(struct fota_ctx *ctx, uint32_t n)
 {
 	uint8_t *b = ctx->body.b;   /* b[off - base]: image byte off */
 	uint32_t base = ctx->written, end = ctx->pos + n, stop, whole;
@@ -1038,7 +1050,7 @@ static enum fota_err check_header(struct fota_ctx *ctx)
 	return FOTA_OK;
 }
 
-static enum fota_event on_frame(struct fota_ctx *ctx)
+FOTA_ALWAYS_INLINE static inline enum fota_event on_frame(struct fota_ctx *ctx)
 {
 	switch (ctx->ad[0]) {
 	case T_OFFER:
@@ -1198,15 +1210,17 @@ enum fota_event fota_feed(struct fota_ctx *ctx, const uint8_t *data, size_t len,
 
 enum fota_event fota_close(struct fota_ctx *ctx)
 {
-	if (fota_is_final(ctx->next_ev)) {
-		/* The last message went out; only its event was not collected. */
-		return end(ctx, (enum fota_event)ctx->next_ev);
+	enum fota_event ev = (enum fota_event)ctx->next_ev;
+
+	if (!fota_is_final(ev)) {
+		if (ctx->state == S_END) {
+			return (enum fota_event)ctx->end_ev;
+		}
+		ctx->err = FOTA_ERR_TRUNCATED;
+		ev = FOTA_EV_ERROR;
 	}
-	if (ctx->state == S_END) {
-		return (enum fota_event)ctx->end_ev;
-	}
-	ctx->err = FOTA_ERR_TRUNCATED;
-	return end(ctx, FOTA_EV_ERROR);
+	/* else the last message went out; only its event was not collected. */
+	return end(ctx, ev);
 }
 
 /*

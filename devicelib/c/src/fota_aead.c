@@ -14,9 +14,10 @@
 /*
  * The tag over (ad, ciphertext), into ctx->block[0..15], from the ChaCha20
  * state set up in ctx->chacha. The one-time Poly1305 key is the first 32
- * bytes of ChaCha20 block 0 (section 2.6); once the MAC has taken it, the
- * same 32 bytes hold the lengths and then the tag, so the whole
- * computation needs no stack beyond its frames.
+ * bytes of ChaCha20 block 0 (section 2.6); once the MAC has taken r, the
+ * first 16 of them hold the lengths and then the tag, while s waits in
+ * the last 16 (no copy of it in the MAC state), so the whole computation
+ * needs no stack beyond its frames.
  */
 static void aead_tag(fota_aead_ctx *ctx, const uint8_t *ad, size_t ad_len,
                      const uint8_t *ct, size_t ct_len)
@@ -26,7 +27,7 @@ static void aead_tag(fota_aead_ctx *ctx, const uint8_t *ad, size_t ad_len,
 
 	memset(b, 0, sizeof ctx->block);
 	fota_chacha20_xor(ctx->chacha, b, sizeof ctx->block, 0);
-	fota_poly1305_init(&ctx->poly, b);
+	fota_poly1305_key_r(&ctx->poly, b);   /* s stays in b[16..32) */
 
 	/* Section 2.8: each padded with zeros to a multiple of 16. */
 	fota_poly1305_padded(&ctx->poly, ad, ad_len);
@@ -44,7 +45,7 @@ static void aead_tag(fota_aead_ctx *ctx, const uint8_t *ad, size_t ad_len,
 	fota_store32_le(b + 12, (uint32_t)((uint64_t)ct_len >> 32));
 #endif
 	fota_poly1305_padded(&ctx->poly, b, 16);
-	fota_poly1305_tag(&ctx->poly, b);   /* wipes the MAC state */
+	fota_poly1305_tag(&ctx->poly, b + 16, b);   /* wipes the MAC state */
 }
 
 /* One wipe clears the key stream state and the tag block together. */

@@ -15,8 +15,8 @@
 #include "fota_crypto.h"
 
 /*
- * Constant tables (the SHA-256 round constants) are read with 32-bit
- * loads only, so a port may place them in flash instead of RAM, e.g.
+ * Constant tables (the SHA-256 round constants and initial values,
+ * ChaCha20's constants at -Os) are read with 32-bit loads only, so a port may place them in flash instead of RAM, e.g.
  * with -DFOTA_RODATA='__attribute__((section(".irom.text")))' on the
  * ESP8266 non-OS SDK.
  */
@@ -77,13 +77,17 @@ void fota_chacha20_setup(uint32_t state[16], const uint8_t key[32], const uint8_
 void fota_chacha20_xor(uint32_t state[16], uint8_t *buf, size_t len, uint32_t counter);
 
 /*
- * Poly1305 as the AEAD uses it: fota_poly1305_padded absorbs len bytes
- * and zeros up to a multiple of 16 (ctx->c must be empty, as it is if
- * nothing else is absorbed); fota_poly1305_tag is fota_poly1305_final
- * with no partial block pending. Wipes ctx.
+ * Poly1305 as the AEAD uses it: fota_poly1305_key_r is fota_poly1305_init
+ * with r only, s staying where the caller has it (the AEAD's one-time key
+ * block) until fota_poly1305_tag reads it; fota_poly1305_padded absorbs
+ * len bytes and zeros up to a multiple of 16 (ctx->c must be empty, as it
+ * is if nothing else is absorbed); fota_poly1305_tag is
+ * fota_poly1305_final with no partial block pending, the tag written
+ * after s is read (tag may overlap the bytes before s). Wipes ctx.
  */
+void fota_poly1305_key_r(fota_poly1305_ctx *ctx, const uint8_t r[16]);
 void fota_poly1305_padded(fota_poly1305_ctx *ctx, const uint8_t *msg, size_t len);
-void fota_poly1305_tag(fota_poly1305_ctx *ctx, uint8_t tag[16]);
+void fota_poly1305_tag(fota_poly1305_ctx *ctx, const uint8_t s[16], uint8_t tag[16]);
 
 /*
  * fota_aead_seal_ctx (seal nonzero: tag written) and fota_aead_open_ctx

@@ -175,13 +175,18 @@ static void poly1305_blocks(fota_poly1305_ctx *ctx, const uint8_t *m,
 void fota_poly1305_init(fota_poly1305_ctx *ctx,
                         const uint8_t key[FOTA_POLY1305_KEY_SIZE])
 {
+	fota_poly1305_key_r(ctx, key);
+	memcpy(ctx->s, key + 16, 16);
+}
+
+void fota_poly1305_key_r(fota_poly1305_ctx *ctx, const uint8_t r[16])
+{
 	uint8_t *rb = ctx->c;   /* r's bytes, clamped in the empty block buffer */
 	int i;
 
 	/* One memset for r, h and c_len; the final wipe clears rb with the rest. */
 	memset(ctx, 0, sizeof *ctx);
-	memcpy(rb, key, 16);
-	memcpy(ctx->s, key + 16, 16);
+	memcpy(rb, r, 16);
 	/* Clamp r (section 2.5.1): this also keeps r[9] below 2^7. */
 	for (i = 3; i < 16; i += 4) {
 		rb[i] &= 15;              /* r[3], r[7], r[11], r[15] */
@@ -249,10 +254,11 @@ void fota_poly1305_final(fota_poly1305_ctx *ctx,
 		memset(ctx->c + ctx->c_len + 1, 0, 15 - ctx->c_len);
 		poly1305_blocks(ctx, ctx->c, 1, 0);
 	}
-	fota_poly1305_tag(ctx, tag);
+	fota_poly1305_tag(ctx, ctx->s, tag);
 }
 
-void fota_poly1305_tag(fota_poly1305_ctx *ctx, uint8_t tag[FOTA_POLY1305_TAG_SIZE])
+void fota_poly1305_tag(fota_poly1305_ctx *ctx, const uint8_t s[16],
+                       uint8_t tag[FOTA_POLY1305_TAG_SIZE])
 {
 	uint32_t *h = ctx->h;
 	uint32_t c, acc;
@@ -282,7 +288,7 @@ void fota_poly1305_tag(fota_poly1305_ctx *ctx, uint8_t tag[FOTA_POLY1305_TAG_SIZ
 	 * carries and emits the little-endian bytes; what lies past byte 15
 	 * is dropped. The loops depend on the counters only.
 	 */
-	limbs_add_le128(h, ctx->s);
+	limbs_add_le128(h, s);
 	c = 0;
 	acc = 0;
 	bits = 0;
