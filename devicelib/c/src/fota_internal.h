@@ -16,12 +16,18 @@
 
 /*
  * Constant tables (the SHA-256 round constants and initial values,
- * ChaCha20's constants at -Os) are read with 32-bit loads only, so a port may place them in flash instead of RAM, e.g.
- * with -DFOTA_RODATA='__attribute__((section(".irom.text")))' on the
- * ESP8266 non-OS SDK.
+ * ChaCha20's constants at -Os) are read with 32-bit loads only, so a
+ * port may place them in flash instead of RAM with -DFOTA_RODATA=...
+ * The ESP8266 maps .rodata into its RAM (~80 KB for everything), so
+ * builds for it (the NONOS SDK's and the Arduino core's define __ets__)
+ * put them in flash by default: 304 bytes of RAM back.
  */
 #ifndef FOTA_RODATA
+#if defined(__ets__)
+#define FOTA_RODATA __attribute__((section(".irom.text")))
+#else
 #define FOTA_RODATA
+#endif
 #endif
 
 /*

@@ -52,7 +52,7 @@ ENTRY(fota_size_entry)
 PROVIDE(__udivsi3 = 0x4000e21c);
 PROVIDE(__umodsi3 = 0x4000e268);
 SECTIONS {
-  .irom0.text 0x40200000 : { *(.literal .literal.* .text .text.*) }
+  .irom0.text 0x40200000 : { *(.literal .literal.* .text .text.*) *(.irom.text .irom.text.*) }
   .rodata 0x3ffe8000 : { *(.rodata .rodata.*) }
   .data : { *(.data .data.*) }
   .bss : { *(.bss .bss.* COMMON) }
@@ -132,6 +132,28 @@ for p in $payloads; do
 	[ -n "$first" ] || first=$p
 done
 done
+# The ESP8266 maps .rodata into its RAM. Builds for it define __ets__ (the SDK's and the
+# Arduino core's do), which puts the constant tables in flash (FOTA_RODATA): the RAM the
+# library takes there is the context, .data, .bss and the .rodata left.
+d="$out/ets"
+mkdir -p "$d"
+objs=()
+for src in "${crypto[@]}" "${core[@]}" "$out/entry.c"; do
+	obj="$d/$(basename "${src%.c}").o"
+	"$cc" "${cflags[@]}" -D__ets__ -DFOTA_MAX_PAYLOAD="$first" -c "$src" -o "$obj"
+	objs+=("$obj")
+done
+"$cc" "--specs=$specs" -nostartfiles -nostdlib -T "$out/fw.ld" -Wl,--gc-sections -Wl,-Map,"$d/map" \
+	"${objs[@]}" -lc -lgcc -o "$d/fw.elf"
+read -r _ er ed eb < <(sizes "$d/map" fota.o fota_ct.o fota_chacha20.o fota_poly1305.o fota_aead.o fota_sha256.o fota_hmac.o)
+eflash=$(awk '/^ \.irom\.text/ && $3 ~ /^0x/ { v = 0; s = tolower(substr($3, 3)); for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1; t += v } END { print t + 0 }' "$d/map")
+ectx=$("$size" -A "$d/entry.o" | awk '/^\.bss/ { s += $2 } END { print s }')
+ebody=$((first + 16 > 174 ? first + 16 : 174))
+echo
+echo "On the ESP8266 (built with __ets__ defined, as its SDK and Arduino core do; FOTA_MAX_PAYLOAD=$first):"
+echo "  constant tables in flash (.irom.text): $eflash B; .rodata left in RAM: $er B"
+echo "  RAM: context less frame buffer $((ectx - ebody)) + .rodata $er + .data $ed + .bss $eb = $((ectx - ebody + er + ed + eb)) B, plus the frame buffer ($ebody B)"
+
 # -flto: the library compiled to GIMPLE and optimized as one unit at the link; its code
 # is what the link-time partitions (ltrans objects) hold, core and crypto no longer apart.
 echo

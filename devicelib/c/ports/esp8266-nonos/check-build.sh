@@ -20,7 +20,9 @@ command -v "$cc" >/dev/null || { echo "esp8266: $cc is missing (./.ci/deps insta
 
 out=${BUILD:-build}/esp8266
 mkdir -p "$out"
-cflags=(-std=c99 -Os -mlongcalls -ffunction-sections -fdata-sections
+# -D__ets__ as the SDK's and the Arduino core's builds define it: the constant tables go to
+# flash (FOTA_RODATA, src/fota_internal.h), checked below.
+cflags=(-std=c99 -Os -mlongcalls -ffunction-sections -fdata-sections -D__ets__
 	-Wall -Wextra -Wpedantic -Wconversion -Wshadow -Werror "--specs=$specs"
 	-Iinclude -Isrc -Iports/esp8266-nonos)
 lib=(src/fota_ct.c src/fota_chacha20.c src/fota_poly1305.c src/fota_aead.c src/fota_sha256.c
@@ -51,6 +53,12 @@ for p in $payloads; do
 	port="$d/fota_esp8266.o"
 	libobjs=("${objs[@]:0:${#srcs[@]}}")
 	defined=$("$nm" --defined-only "${libobjs[@]}" | awk 'NF == 3 && $2 ~ /[TDBR]/ { print $3 }' | sort -u)
+
+	# The constant tables in flash, not in RAM (.rodata): SHA-256's K and initial values.
+	if ! "${cc%gcc}objdump" -h "$d/fota_sha256.o" | grep -q '\.irom\.text'; then
+		echo "esp8266: SHA-256's constants are not in flash (.irom.text) with __ets__ defined" >&2
+		exit 1
+	fi
 
 	# The library: nothing but its own functions, mem* and libgcc.
 	bad=$("$nm" -u "${libobjs[@]}" | awk '$1 == "U" { print $2 }' | sort -u |
