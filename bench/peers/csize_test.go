@@ -2,6 +2,7 @@ package peers
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -84,5 +85,20 @@ func TestTheEmbeddedSizeReportCoversEveryChunkOfAFullSweep(t *testing.T) {
 	}
 	if r := (Fotagate{}).DeviceRAM(100); r.Bytes != 0 || !strings.Contains(r.How, "not measured") {
 		t.Errorf("DeviceRAM of a chunk the report lacks: %+v", r)
+	}
+}
+
+// The HTTPS peer's device RAM uses BearSSL's context sizes on the ESP8266; the size report
+// measures them with the same cross-compiler from Debian's headers, and they must agree.
+func TestBearSSLContextsAreTheMeasuredOnes(t *testing.T) {
+	var client, x509 int
+	for _, line := range strings.Split(deviceSizeReport, "\n") {
+		if _, err := fmt.Sscanf(strings.TrimSpace(line), "sizeof(br_ssl_client_context) %d B + sizeof(br_x509_minimal_context) %d B", &client, &x509); err == nil {
+			break
+		}
+	}
+	if client != bearSSLClientCtx || x509 != bearSSLX509Ctx {
+		t.Fatalf("device-size.txt measures br_ssl_client_context %d B and br_x509_minimal_context %d B; https.go says %d and %d",
+			client, x509, bearSSLClientCtx, bearSSLX509Ctx)
 	}
 }

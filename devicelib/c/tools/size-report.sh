@@ -13,6 +13,8 @@
 #  5. The same code linked with -flto, for firmware that builds with link-time optimization:
 #     the library's sources are unchanged and still compile to separate objects; only the
 #     firmware's compile and link flags add -flto. The table above is without it.
+#  6. The library's RAM on the ESP8266 itself (__ets__ defined: constant tables in flash), and
+#     BearSSL's TLS client contexts measured by the same compiler (Debian's libbearssl-dev).
 # Each for the default build and with -DFOTA_WITH_ED25519 (vendor signatures: SHA-512 and Ed25519
 # verification added, and the stack of fota_feed's chain through the check).
 #
@@ -153,6 +155,27 @@ echo
 echo "On the ESP8266 (built with __ets__ defined, as its SDK and Arduino core do; FOTA_MAX_PAYLOAD=$first):"
 echo "  constant tables in flash (.irom.text): $eflash B; .rodata left in RAM: $er B"
 echo "  RAM: context less frame buffer $((ectx - ebody)) + .rodata $er + .data $ed + .bss $eb = $((ectx - ebody + er + ed + eb)) B, plus the frame buffer ($ebody B)"
+
+# TLS's state on the same chip, for comparison: BearSSL's client and X.509 contexts, measured
+# by the same compiler from Debian's libbearssl-dev headers (copied aside, so that no other
+# host header comes along), before any record buffer.
+brh=${BEARSSL_INCLUDE:-/usr/include}
+[ -f "$brh/bearssl.h" ] || { echo "size: $brh/bearssl.h is missing (./.ci/deps installs libbearssl-dev)" >&2; exit 1; }
+mkdir -p "$out/br/inc"
+cp "$brh/bearssl.h" "$out/br/inc/"
+[ ! -d "$brh/bearssl" ] || cp -r "$brh/bearssl" "$out/br/inc/"
+cat >"$out/br/ctx.c" <<'EOF_BR'
+#include <bearssl.h>
+char br_client[sizeof(br_ssl_client_context)];
+char br_x509[sizeof(br_x509_minimal_context)];
+EOF_BR
+"$cc" -std=c99 -Os -mlongcalls "--specs=$specs" -I"$out/br/inc" -c "$out/br/ctx.c" -o "$out/br/ctx.o"
+read -r brc brx < <("${cc%gcc}nm" -S "$out/br/ctx.o" | awk '
+	function hex(s,    i, v) { v = 0; s = tolower(s); for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1; return v }
+	$4 == "br_client" { c = hex($2) } $4 == "br_x509" { x = hex($2) } END { print c + 0, x + 0 }')
+echo
+echo "BearSSL's TLS client on the same chip (same compiler, Debian's libbearssl-dev headers), before its record buffers:"
+echo "  sizeof(br_ssl_client_context) $brc B + sizeof(br_x509_minimal_context) $brx B = $((brc + brx)) B"
 
 # -flto: the library compiled to GIMPLE and optimized as one unit at the link; its code
 # is what the link-time partitions (ltrans objects) hold, core and crypto no longer apart.
