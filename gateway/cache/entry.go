@@ -96,10 +96,7 @@ func (c *Cache) load(e *entry, f *os.File) (*Entry, error) {
 		return nil, fmt.Errorf("cache %s: %w", hex.EncodeToString(e.digest[:]), err)
 	case sum != e.digest:
 		e.refs--
-		if cur, ok := c.entries[e.digest]; ok && cur == e {
-			c.quarantineLocked(e, fmt.Sprintf("content hashes to %x", sum))
-		}
-		return nil, fmt.Errorf("cache %s: %w: content hashes to %x", hex.EncodeToString(e.digest[:]), ErrCorrupt, sum)
+		return nil, c.corruptLocked(e, sum[:])
 	}
 	if cur, ok := c.entries[e.digest]; ok && cur == e && e.mem == nil && c.roomLocked(e.size) {
 		e.mem = mem

@@ -42,10 +42,16 @@ func (c *Cache) Verify(digest [32]byte) error {
 	if bytes.Equal(sum, digest[:]) {
 		return nil
 	}
-	if cur, ok := c.entries[digest]; ok && cur == e {
+	return c.corruptLocked(e, sum)
+}
+
+// corruptLocked quarantines e, whose content hashes to sum, if it is still the entry for its
+// digest, and returns the ErrCorrupt that says so.
+func (c *Cache) corruptLocked(e *entry, sum []byte) error {
+	if cur, ok := c.entries[e.digest]; ok && cur == e {
 		c.quarantineLocked(e, fmt.Sprintf("content hashes to %x", sum))
 	}
-	return fmt.Errorf("cache %s: %w: content hashes to %x", hex.EncodeToString(digest[:]), ErrCorrupt, sum)
+	return fmt.Errorf("cache %s: %w: content hashes to %x", hex.EncodeToString(e.digest[:]), ErrCorrupt, sum)
 }
 
 // Scrub verifies every committed image (see Verify) and returns the digests it quarantined.
