@@ -2,14 +2,14 @@ package peers
 
 import (
 	"errors"
-	"io"
 	"net"
-	"os"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fotagate/fotagate/gateway/server"
 )
 
 // Session is what one server connection carried, as the server saw it: payload bytes of the
@@ -192,31 +192,18 @@ func (c *conn) SyscallConn() (syscall.RawConn, error) {
 }
 
 // ReadPending is the gateway's read of what has arrived, without waiting
-// (protocol.PendingReader), counted as any read: one read(2) on the socket, which the runtime
-// keeps non-blocking; 0 and nil when nothing has arrived.
+// (protocol.PendingReader, server.ReadNow), counted as any read; 0 and nil when nothing has
+// arrived.
 func (c *conn) ReadPending(p []byte) (int, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return 0, nil // no socket to look into: nothing pending
 	}
-	var n int
-	var rerr error
-	if err := rc.Read(func(fd uintptr) bool {
-		n, rerr = unix.Read(int(fd), p)
-		return true // never wait
-	}); err != nil {
-		return 0, err
+	n, err := server.ReadNow(rc, p)
+	if n > 0 {
+		c.c.read(n)
 	}
-	switch {
-	case rerr == unix.EAGAIN || rerr == unix.EINTR:
-		return 0, nil
-	case rerr != nil:
-		return 0, os.NewSyscallError("read", rerr)
-	case n == 0 && len(p) > 0:
-		return 0, io.EOF
-	}
-	c.c.read(n)
-	return n, nil
+	return n, err
 }
 
 // CloseWrite half-closes a TCP connection.

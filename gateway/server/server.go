@@ -667,7 +667,7 @@ func (c *idleConn) ReadPending(p []byte) (int, error) {
 	if pr, ok := c.Conn.(protocol.PendingReader); ok {
 		n, err = pr.ReadPending(p)
 	} else {
-		n, err = readNow(c.raw, p)
+		n, err = ReadNow(c.raw, p)
 	}
 	if n > 0 {
 		c.extend()

@@ -63,10 +63,12 @@ func setRecvLowat(c net.Conn, n int) bool {
 	return serr == nil
 }
 
-// readNow reads what rc's socket holds, up to len(p) bytes, with one read that does not
-// wait (the runtime keeps sockets non-blocking): 0 and nil when nothing has arrived, io.EOF
-// once the peer has closed.
-func readNow(rc syscall.RawConn, p []byte) (int, error) {
+// ReadNow reads what rc's socket holds, up to len(p) bytes, with one read that does not
+// wait (the runtime keeps sockets non-blocking): 0 and nil when nothing has arrived (or no
+// socket, rc nil), io.EOF once the peer has closed. It is how the server reads what a device
+// has sent between its writes (protocol.PendingReader); a wrapper of the device listener's
+// connections that implements PendingReader itself (bench/peers' meter) reads with it too.
+func ReadNow(rc syscall.RawConn, p []byte) (int, error) {
 	if rc == nil {
 		return 0, nil
 	}
