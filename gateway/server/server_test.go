@@ -78,6 +78,18 @@ func serveOn(t *testing.T, cfg Config, devs devMap, img *Image, ln net.Listener)
 	return s, ev
 }
 
+// deviceSession shakes hands over c as device id of class esp8266-4m running running, its
+// nonces drawn from a generator seeded with seed.
+func deviceSession(c net.Conn, id string, key [32]byte, running uint32, maxPayload int, seed byte) (*protocol.DeviceConn, *protocol.Offer, error) {
+	dc, err := protocol.NewDeviceConn(c, &protocol.DeviceConfig{DeviceID: id, PSK: key, Class: "esp8266-4m",
+		Running: running, MaxPayload: maxPayload, BootCounter: 1, Rand: rand.NewChaCha8([32]byte{seed})})
+	if err != nil {
+		return nil, nil, err
+	}
+	offer, err := dc.Handshake(nil)
+	return dc, offer, err
+}
+
 // fetch runs a device against addr and returns the image it received.
 func fetch(addr, id string, key [32]byte, maxPayload int, running uint32) ([]byte, error) {
 	c, err := net.Dial("tcp", addr)
@@ -86,12 +98,7 @@ func fetch(addr, id string, key [32]byte, maxPayload int, running uint32) ([]byt
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(20 * time.Second))
-	dc, err := protocol.NewDeviceConn(c, &protocol.DeviceConfig{DeviceID: id, PSK: key, Class: "esp8266-4m",
-		Running: running, MaxPayload: maxPayload, BootCounter: 1, Rand: rand.NewChaCha8([32]byte{byte(len(id))})})
-	if err != nil {
-		return nil, err
-	}
-	offer, err := dc.Handshake(nil)
+	dc, offer, err := deviceSession(c, id, key, running, maxPayload, byte(len(id)))
 	if err != nil || offer.Status != protocol.StatusOffer {
 		return nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -30,12 +29,7 @@ func slowFetch(addr, id string, key [32]byte, chunk int) ([]byte, error) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
-	dc, err := protocol.NewDeviceConn(c, &protocol.DeviceConfig{DeviceID: id, PSK: key, Class: "esp8266-4m",
-		Running: 1, MaxPayload: chunk, BootCounter: 1, Rand: rand.NewChaCha8([32]byte{3})})
-	if err != nil {
-		return nil, err
-	}
-	offer, err := dc.Handshake(nil)
+	dc, offer, err := deviceSession(c, id, key, 1, chunk, 3)
 	if err != nil {
 		return nil, err
 	}
@@ -88,12 +82,8 @@ func cutFetch(addr, id string, key [32]byte, chunk, cutAt int) error {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
-	dc, err := protocol.NewDeviceConn(c, &protocol.DeviceConfig{DeviceID: id, PSK: key, Class: "esp8266-4m",
-		Running: 1, MaxPayload: chunk, BootCounter: 1, Rand: rand.NewChaCha8([32]byte{4})})
+	dc, _, err := deviceSession(c, id, key, 1, chunk, 4)
 	if err != nil {
-		return err
-	}
-	if _, err := dc.Handshake(nil); err != nil {
 		return err
 	}
 	for n := 0; n < cutAt; {
@@ -294,30 +284,16 @@ func TestProgressShowsWhileTheImageGoesOut(t *testing.T) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
-	dc, err := protocol.NewDeviceConn(c, &protocol.DeviceConfig{DeviceID: "d", PSK: psk(1), Class: "esp8266-4m",
-		Running: 1, MaxPayload: 1024, BootCounter: 1, Rand: rand.NewChaCha8([32]byte{6})})
+	dc, _, err := deviceSession(c, "d", psk(1), 1, 1024, 6)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dc.Handshake(nil); err != nil {
-		t.Fatal(err)
-	}
-	n, progress := 0, 0
-	for final := false; !final; {
-		var p []byte
-		if p, _, final, err = dc.Next(); err != nil {
-			t.Fatal(err)
-		}
-		n += len(p)
-		if n%(32<<10) == 0 && !final {
-			if err := dc.Ack(uint32(n)); err != nil {
-				t.Fatal(err)
-			}
-		}
+	progress := 0
+	n := readAcking(t, dc, func(n int) {
 		if n == 768<<10 {
 			progress = ev.count(EventProgress, "")
 		}
-	}
+	})
 	// 23 Acks went out by then, and the gateway, a few dozen KiB ahead, is still writing:
 	// all but the last few (it looks every 256 KiB it writes) are in.
 	if progress < 12 {
@@ -349,12 +325,8 @@ func TestDeviceAckingEveryFrameGetsTheWholeImage(t *testing.T) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
-	dc, err := protocol.NewDeviceConn(c, &protocol.DeviceConfig{DeviceID: "d", PSK: psk(1), Class: "esp8266-4m",
-		Running: 1, MaxPayload: 64, BootCounter: 1, Rand: rand.NewChaCha8([32]byte{7})})
+	dc, _, err := deviceSession(c, "d", psk(1), 1, 64, 7)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := dc.Handshake(nil); err != nil {
 		t.Fatal(err)
 	}
 	n, acks := 0, 0
@@ -382,6 +354,29 @@ func TestDeviceAckingEveryFrameGetsTheWholeImage(t *testing.T) {
 	if got := ev.count(EventProgress, ""); got != acks {
 		t.Fatalf("%d progress events, want one per Ack (%d)", got, acks)
 	}
+}
+
+// readAcking reads the stream to its Final, Acking every 32 KiB (devicelib's default), and
+// returns the bytes read; after each payload it calls each, if set, with the count so far.
+func readAcking(t *testing.T, dc *protocol.DeviceConn, each func(n int)) int {
+	t.Helper()
+	n := 0
+	for final := false; !final; {
+		p, _, fin, err := dc.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, final = n+len(p), fin
+		if n%(32<<10) == 0 && !final {
+			if err := dc.Ack(uint32(n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if each != nil {
+			each(n)
+		}
+	}
+	return n
 }
 
 // setSockopt is a Control function (net.Dialer, net.ListenConfig) that sets one integer
@@ -425,27 +420,11 @@ func TestReportWakesTheGatewayWithoutAClose(t *testing.T) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
-	dc, err := protocol.NewDeviceConn(c, &protocol.DeviceConfig{DeviceID: "d", PSK: psk(1), Class: "esp8266-4m",
-		Running: 1, MaxPayload: 1024, BootCounter: 1, Rand: rand.NewChaCha8([32]byte{5})})
+	dc, _, err := deviceSession(c, "d", psk(1), 1, 1024, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dc.Handshake(nil); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for final := false; !final; {
-		var p []byte
-		if p, _, final, err = dc.Next(); err != nil {
-			t.Fatal(err)
-		}
-		n += len(p)
-		if n%(32<<10) == 0 && !final {
-			if err := dc.Ack(uint32(n)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	n := readAcking(t, dc, nil)
 	if err := dc.Report(protocol.CodeOK, uint32(n)); err != nil {
 		t.Fatal(err)
 	}
