@@ -231,7 +231,7 @@ func (c *Cache) partialPath(d [32]byte) string { return c.path(d) + partialSuffi
 // forgetLocked drops e from the index, and its copy in memory, if it is still the entry for
 // its digest. Entries already open keep the copy they hold.
 func (c *Cache) forgetLocked(e *entry) {
-	if cur, ok := c.entries[e.digest]; ok && cur == e {
+	if c.entries[e.digest] == e {
 		delete(c.entries, e.digest)
 		c.bytes -= e.size
 		c.memUsed -= int64(len(e.mem))

@@ -98,7 +98,7 @@ func (c *Cache) load(e *entry, f *os.File) (*Entry, error) {
 		e.refs--
 		return nil, c.corruptLocked(e, sum[:])
 	}
-	if cur, ok := c.entries[e.digest]; ok && cur == e && e.mem == nil && c.roomLocked(e.size) {
+	if c.entries[e.digest] == e && e.mem == nil && c.roomLocked(e.size) {
 		e.mem = mem
 		c.memUsed += e.size
 	}

@@ -72,7 +72,7 @@ func (c *Cache) evict(spare *[32]byte) (int64, error) {
 		}
 		e := x.e
 		// Re-check under the lock: it may have been opened or quarantined meanwhile.
-		if cur, ok := c.entries[e.digest]; !ok || cur != e || e.refs > 0 {
+		if c.entries[e.digest] != e || e.refs > 0 {
 			continue
 		}
 		// Unlinking under the lock means no Begin/Commit of the same digest can put a new

@@ -48,7 +48,7 @@ func (c *Cache) Verify(digest [32]byte) error {
 // corruptLocked quarantines e, whose content hashes to sum, if it is still the entry for its
 // digest, and returns the ErrCorrupt that says so.
 func (c *Cache) corruptLocked(e *entry, sum []byte) error {
-	if cur, ok := c.entries[e.digest]; ok && cur == e {
+	if c.entries[e.digest] == e {
 		c.quarantineLocked(e, fmt.Sprintf("content hashes to %x", sum))
 	}
 	return fmt.Errorf("cache %s: %w: content hashes to %x", hex.EncodeToString(e.digest[:]), ErrCorrupt, sum)
